@@ -1,0 +1,85 @@
+"""Prefix keys/values injected at the attention call, through transformers' attention registry.
+
+transformers 5 models route every attention call through `ALL_ATTENTION_FUNCTIONS[config._attn_implementation]`
+and pass the model's `**kwargs` down to it. We register `ptrain_sdpa` and `ptrain_eager`: each looks up its
+layer's prefix in the `ptrain_prefix` kwarg, prepends it to the keys and values, widens that layer's mask, and
+calls the stock function. This gives per-layer masks (so a prefix on some layers only is exact), works under
+gradient checkpointing (kwargs are re-passed on recomputation), keeps SDPA, and serves encoders and decoders alike.
+Prefixes go in after rotary embeddings and after the model's own KV cache update, so they are never rotated and
+never cached: generation sees them at every step.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+PREFIX_KWARG = "ptrain_prefix"
+BASE_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
+def wrapped_name(base: str) -> str:
+    return f"ptrain_{base}"
+
+
+def _stock_function(module: torch.nn.Module, base: str) -> Callable:
+    if base == "eager":
+        # Each model file defines its own eager function (e.g. with or without GQA repeat): use the module's.
+        return sys.modules[type(module).__module__].eager_attention_forward
+    return ALL_ATTENTION_FUNCTIONS[base]
+
+
+def widen_mask(mask: torch.Tensor | None, prefix_len: int, query_len: int, key_len: int,
+               causal: bool, like: torch.Tensor) -> torch.Tensor | None:
+    """Add `prefix_len` always-visible key columns in front of a 4D mask (bool or additive float).
+
+    A missing mask means "attend everywhere", except for causal models where SDPA would otherwise apply its
+    own top-left-aligned causal rule to a longer key axis; for them the causal mask is built explicitly.
+    """
+    if mask is None:
+        if not causal or query_len == 1:
+            return None
+        offset = key_len - query_len
+        q = torch.arange(query_len, device=like.device)[:, None]
+        k = torch.arange(key_len, device=like.device)[None, :]
+        mask = (k <= q + offset)[None, None]
+    visible = torch.ones(*mask.shape[:-1], prefix_len, dtype=torch.bool, device=mask.device)
+    if mask.dtype != torch.bool:
+        visible = torch.zeros(*mask.shape[:-1], prefix_len, dtype=mask.dtype, device=mask.device)
+    return torch.cat([visible, mask], dim=-1)
+
+
+def _make(base: str) -> Callable:
+    def prefixed_attention(module, query, key, value, attention_mask, **kwargs):
+        prefixes = kwargs.pop(PREFIX_KWARG, None)
+        layer = getattr(module, "layer_idx", None)
+        if prefixes and layer in prefixes:
+            pk, pv = prefixes[layer]
+            attention_mask = widen_mask(
+                attention_mask, pk.shape[2], query.shape[2], key.shape[2],
+                bool(getattr(module, "is_causal", False)), query,
+            )
+            key = torch.cat([pk.to(key.dtype), key], dim=2)
+            value = torch.cat([pv.to(value.dtype), value], dim=2)
+        return _stock_function(module, base)(module, query, key, value, attention_mask, **kwargs)
+
+    prefixed_attention.__name__ = f"ptrain_{base}_attention"
+    return prefixed_attention
+
+
+def register() -> None:
+    """Idempotent: make `ptrain_sdpa` / `ptrain_eager` valid `attn_implementation` names."""
+    masks = {"sdpa": sdpa_mask, "eager": eager_mask}
+    for base in BASE_IMPLEMENTATIONS:
+        name = wrapped_name(base)
+        if name not in ALL_ATTENTION_FUNCTIONS:
+            AttentionInterface.register(name, _make(base))
+            AttentionMaskInterface.register(name, masks[base])
+
+
+register()

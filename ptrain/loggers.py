@@ -1,0 +1,38 @@
+"""Experiment loggers: W&B (offline unless a login is found), CSV, or none."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+
+def wandb_logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def make_logger(cfg: Mapping[str, Any], run_dir: Path, run_name: str, config: dict) -> Logger | None:
+    kind = cfg.get("name", "none")
+    if kind == "none":
+        return None
+    if kind == "csv":
+        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+    if kind == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        mode = cfg.get("mode") or ("online" if wandb_logged_in() else "offline")
+        logger = WandbLogger(project=cfg.get("project", "ptrain"), entity=cfg.get("entity"),
+                             group=cfg.get("group"), name=cfg.get("run_name") or run_name,
+                             tags=list(cfg.get("tags") or []), save_dir=str(run_dir), mode=mode)
+        logger.log_hyperparams(config)
+        return logger
+    raise ValueError(f"logger.name must be wandb, csv or none; got {kind!r}")

@@ -1,0 +1,106 @@
+"""The LightningModule: optimisation, metrics per split, and checkpoints that hold only what trains."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+
+from ptrain.model import PromptedModel
+from ptrain.tasks.base import Task
+
+
+class PromptTuningModule(L.LightningModule):
+    """Trains the trainable part of a `PromptedModel` on a task.
+
+    Checkpoints drop the frozen backbone (it is rebuilt from `model.pretrained` or its seeded config), so a
+    bert-large prefix run saves megabytes rather than a gigabyte per checkpoint; everything trainable is kept,
+    reparameterisation networks and optimizer state included, so `ckpt_path=last` resumes exactly.
+    """
+
+    strict_loading = False  # frozen weights are absent from checkpoints by design; see on_load_checkpoint
+
+    def __init__(self, model: PromptedModel, task: Task, optim: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.model, self.task, self.optim = model, task, dict(optim)
+        self._metric = None
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+
+    # ---- steps ----------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.task.loss(self(batch), batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
+        logits = self(batch)
+        self._metric.update(logits.float(), batch)
+
+    def _eval_end(self, split: str) -> None:
+        for name, value in self._metric.compute().items():
+            self.log(f"{split}/{name}", value, prog_bar=name == self.task.main_metric, sync_dist=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._metric = self.task.metric()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._metric = self.task.metric()
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    # ---- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        fused = bool(self.optim.get("fused", True)) and all(p.is_cuda for p in params)
+        optimizer = torch.optim.AdamW(params, lr=float(self.optim["lr"]),
+                                      weight_decay=float(self.optim.get("weight_decay", 0.0)),
+                                      fused=fused or None)
+        schedule = self.optim.get("schedule", "linear")
+        if schedule == "constant":
+            return optimizer
+        if schedule == "exponential":
+            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(self.optim.get("gamma", 0.95)))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        if schedule == "linear":
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            warmup = int(total * float(self.optim.get("warmup_ratio", 0.0)))
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / warmup
+                return max(0.0, (total - step) / max(1, total - warmup))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        raise ValueError(f"optim.schedule must be linear, exponential or constant; got {schedule!r}")
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def _trainable_keys(self) -> set[str]:
+        keys = {name for name, p in self.named_parameters() if p.requires_grad}
+        keys |= {name for name, _ in self.named_buffers() if not name.startswith("model.backbone.")}
+        return keys
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep = self._trainable_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint["ptrain_saved_keys"] = sorted(keep)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        missing = self._trainable_keys() - set(checkpoint["state_dict"])
+        if missing:
+            raise KeyError(f"checkpoint lacks trainable weights {sorted(missing)[:5]}... "
+                           "(was it saved with another method or model?)")

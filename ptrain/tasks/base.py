@@ -1,0 +1,132 @@
+"""A task: where its data comes from, how it is tokenised, its head and its metrics. Nothing about prompts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+SPLITS = ("train", "validation", "test")
+
+
+class Task:
+    """Subclasses implement `read`, `encode`, `head_kind`, `labels` and `metric`.
+
+    Features are plain dicts of lists; `collate` pads them. Labels are aligned with real tokens, so the
+    logits a task sees never include virtual positions.
+    """
+
+    head_kind: str = "sequence"
+    main_metric: str = "accuracy"
+    #: default pooling for sequence heads (`null` lets the backbone family decide)
+    pooling: str | None = None
+
+    def __init__(self, name: str, data_dir: str | None = None, max_length: int = 128,
+                 hub: dict | None = None, files: dict[str, str] | None = None,
+                 train_from_validation: float | None = None) -> None:
+        self.name = name
+        self.train_from_validation = train_from_validation
+        self.data_dir = Path(data_dir).expanduser() if data_dir else None
+        self.max_length = int(max_length)
+        self.hub = dict(hub) if hub else None
+        self.files = dict(files or {})
+        if self.data_dir is not None and not self.data_dir.is_dir():
+            raise FileNotFoundError(
+                f"task.data_dir={str(data_dir)!r} does not exist (task {name} expects "
+                f"{', '.join(self.files.values()) or 'its data files'} there)"
+            )
+        if self.data_dir is None and self.hub is None:
+            raise ValueError(f"task {name}: set task.data_dir (local files) or task.hub (datasets hub name)")
+
+    # ---- data ------------------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def split_file(self, split: str) -> Path | None:
+        """Local file of a split, or None when the task has no such split file (e.g. BoolQ train here)."""
+        if self.data_dir is None or split not in self.files:
+            return None
+        path = self.data_dir / self.files[split]
+        return path if path.exists() else None
+
+    def read(self, split: str) -> list[dict] | None:
+        raise NotImplementedError
+
+    def examples(self, split: str) -> list[dict] | None:
+        """`read`, except that with `train_from_validation=f` and no training file, a seeded share f of the
+        validation split becomes the training set and the rest stays validation (e.g. BoolQ with its val only)."""
+        if self.train_from_validation is None or self.read("train") is not None:
+            return self.read(split)
+        if split == "test":
+            return self.read("test")
+        validation = self.read("validation") or []
+        order = list(range(len(validation)))
+        random.Random(0).shuffle(order)
+        cut = int(len(order) * float(self.train_from_validation))
+        chosen = order[:cut] if split == "train" else order[cut:]
+        return [validation[i] for i in sorted(chosen)]
+
+    def load_hub(self, split: str) -> list[dict] | None:
+        """Rows of a hub split via `datasets.load_dataset` (needs network or a populated HF cache)."""
+        import datasets
+
+        split_name = self.hub.get("splits", {}).get(split, split)
+        try:
+            data = datasets.load_dataset(self.hub["path"], self.hub.get("name"), split=split_name)
+        except ValueError as error:  # unknown split
+            if "split" in str(error).lower():
+                return None
+            raise
+        self._hub_features = data.features
+        return [dict(row) for row in data]
+
+    def encode(self, examples: list[dict], tokenizer: Any) -> list[dict]:
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """Identifies the tokenised data: class, settings and the bytes of the local files."""
+        files = {}
+        for split in SPLITS:
+            path = self.split_file(split)
+            if path is not None:
+                stat = path.stat()
+                files[split] = [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+        state = {"class": type(self).__qualname__, "name": self.name, "max_length": self.max_length,
+                 "hub": self.hub, "files": files, "labels": self.labels,
+                 "train_from_validation": self.train_from_validation, **self.extra_fingerprint()}
+        return hashlib.sha1(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def extra_fingerprint(self) -> dict:
+        return {}
+
+    # ---- batches, loss, metrics ------------------------------------------------------------------
+    def collate(self, features: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+        length = max(len(f["input_ids"]) for f in features)
+        batch: dict[str, torch.Tensor] = {}
+        pads = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": 0, "labels": -100}
+        for key in features[0]:
+            values = [f[key] for f in features]
+            if isinstance(values[0], list):
+                values = [v + [pads.get(key, 0)] * (length - len(v)) for v in values]
+            batch[key] = torch.tensor(values)
+        return batch
+
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        labels = batch["labels"]
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+    def predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(-1)
+
+    def metric(self) -> Any:
+        raise NotImplementedError

@@ -1,0 +1,107 @@
+"""Sentence and sentence-pair classification: a new GLUE/SuperGLUE-style task is a few lines of config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ptrain.metrics.classification import ClassificationScores
+from ptrain.readers.errors import DataFormatError
+from ptrain.tasks.base import Task
+
+
+class ClassificationTask(Task):
+    """`text_fields`: one or two example fields fed to the tokenizer as a (pair of) segment(s).
+
+    `format` picks the reader: `superglue` (official jsonl, via `ptrain.readers.superglue`), `glue_tsv`
+    (GLUE tsv with a header), or `hub` (`datasets.load_dataset(**task.hub)`). `labels` are the label strings
+    in logit order; `f1` adds macro (CB) or binary (MRPC) F1 to accuracy.
+    """
+
+    head_kind = "sequence"
+
+    def __init__(self, name: str, labels: list[str], text_fields: list[str], format: str = "superglue",
+                 data_dir: str | None = None, max_length: int = 128, hub: dict | None = None,
+                 files: dict[str, str] | None = None, label_field: str = "label", f1: str | None = None,
+                 main_metric: str = "accuracy", pooling: str | None = None, reader: str | None = None,
+                 train_from_validation: float | None = None) -> None:
+        super().__init__(name, data_dir, max_length, hub, files, train_from_validation)
+        self._labels = [str(label) for label in labels]
+        self.text_fields = list(text_fields)
+        self.format = format
+        self.label_field = label_field
+        self.f1 = f1
+        self.main_metric = main_metric
+        self.pooling = pooling
+        self.reader = reader  # reader name when it differs from the task name (e.g. rte_glue)
+
+    @property
+    def labels(self) -> list[str]:
+        return self._labels
+
+    def extra_fingerprint(self) -> dict:
+        return {"text_fields": self.text_fields, "format": self.format}
+
+    def read(self, split: str) -> list[dict] | None:
+        if self.data_dir is None:
+            rows = self.load_hub(split)
+            if rows is None:
+                return None
+            feature = self._hub_features.get(self.label_field)
+            names = getattr(feature, "names", None)
+            for row in rows:
+                if names is not None and row[self.label_field] is not None and row[self.label_field] >= 0:
+                    row[self.label_field] = names[row[self.label_field]]
+                elif row[self.label_field] is not None and row[self.label_field] < 0:
+                    row[self.label_field] = None  # hub test splits mark missing labels as -1
+            return rows
+        path = self.split_file(split)
+        if path is None:
+            return None
+        if self.format == "superglue":
+            from ptrain.readers.superglue import read_superglue
+
+            rows, first_line = read_superglue(self.reader or self.name, path), 1
+        elif self.format == "glue_tsv":
+            from ptrain.readers.glue import read_glue_tsv
+
+            has_labels = split != "test"
+            rows = read_glue_tsv(path, self.text_fields, self.label_field if has_labels else None)
+            first_line = 2  # after the header
+        else:
+            raise ValueError(f"task.format must be superglue, glue_tsv or hub; got {self.format!r}")
+        known = set(self.labels)
+        for number, row in enumerate(rows, start=first_line):
+            label = row.get(self.label_field)
+            if label is not None and str(label) not in known:
+                raise DataFormatError(path, f"unknown label {label!r}", line=number, field=self.label_field,
+                                      expected=f"one of {', '.join(self.labels)}")
+        return rows
+
+    def encode(self, examples: list[dict], tokenizer: Any) -> list[dict]:
+        index = {label: i for i, label in enumerate(self.labels)}
+        texts = [[str(e[field]) for e in examples] for field in self.text_fields]
+        encoded = tokenizer(*texts, truncation=True, max_length=self.max_length)
+        features = []
+        for row, example in enumerate(examples):
+            feature = {key: encoded[key][row] for key in encoded.keys()}
+            label = example.get(self.label_field)
+            feature["labels"] = -100 if label is None else index[str(label)]  # -100: unlabelled test split
+            features.append(feature)
+        return features
+
+    def metric(self) -> Any:
+        return _SequenceMetric(self.num_labels, self.f1)
+
+
+class _SequenceMetric(ClassificationScores):
+    def update(self, logits, batch) -> None:  # type: ignore[override]
+        keep = batch["labels"] != -100
+        if keep.any():
+            super().update(logits.argmax(-1)[keep], batch["labels"][keep])
+
+    def compute(self) -> dict[str, float]:
+        if self.accuracy.update_count == 0:
+            return {}
+        return super().compute()
+
+

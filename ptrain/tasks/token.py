@@ -1,0 +1,84 @@
+"""Token classification (NER) on CoNLL column files or a hub data set; labels on first sub-words."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ptrain.metrics.ner import EntityF1
+from ptrain.readers.conll import label_set, read_conll
+from ptrain.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FILES = {"train": "train.txt", "validation": "dev.txt", "test": "test.txt"}
+
+
+class NERTask(Task):
+    """Entity-level micro-F1 (seqeval semantics). `labels=null` reads the label set from the training file."""
+
+    head_kind = "token"
+    main_metric = "f1"
+
+    def __init__(self, name: str = "ner", data_dir: str | None = None, max_length: int = 128,
+                 hub: dict | None = None, files: dict[str, str] | None = None,
+                 labels: list[str] | None = None, tag_column: int = -1) -> None:
+        super().__init__(name, data_dir, max_length, hub, files or DEFAULT_FILES)
+        self.tag_column = tag_column
+        self._labels = list(labels) if labels else None
+        self.truncated_words = 0
+
+    @property
+    def labels(self) -> list[str]:
+        if self._labels is None:
+            train = self.read("train", check_labels=False)
+            if not train:
+                raise ValueError(f"task {self.name}: no training file to read labels from; set task.labels")
+            self._labels = label_set(train)
+        return self._labels
+
+    def read(self, split: str, check_labels: bool = True) -> list[dict] | None:
+        if self.data_dir is None:
+            return self._read_hub(split)
+        path = self.split_file(split)
+        if path is None:
+            return None
+        return read_conll(path, self.tag_column, self.labels if check_labels else None)
+
+    def _read_hub(self, split: str) -> list[dict] | None:
+        rows = self.load_hub(split)
+        if rows is None:
+            return None
+        names = self._hub_features[self.hub.get("tags_field", "ner_tags")].feature.names
+        return [{"tokens": r[self.hub.get("tokens_field", "tokens")],
+                 "tags": [names[t] for t in r[self.hub.get("tags_field", "ner_tags")]]} for r in rows]
+
+    def encode(self, examples: list[dict], tokenizer: Any) -> list[dict]:
+        index = {label: i for i, label in enumerate(self.labels)}
+        encoded = tokenizer([e["tokens"] for e in examples], is_split_into_words=True, truncation=True,
+                            max_length=self.max_length)
+        features, dropped = [], 0
+        for row, example in enumerate(examples):
+            word_ids = encoded.word_ids(row)
+            labels, previous = [], None
+            for word in word_ids:
+                labels.append(-100 if word is None or word == previous else index[example["tags"][word]])
+                previous = word
+            kept = len({w for w in word_ids if w is not None})
+            dropped += sum(1 for tag in example["tags"][kept:] if tag != "O")
+            feature = {key: encoded[key][row] for key in encoded.keys()}
+            feature["labels"] = labels
+            features.append(feature)
+        if dropped:
+            log.warning("task %s: truncation at task.max_length=%d dropped %d labelled (non-O) words; "
+                        "they are not scored", self.name, self.max_length, dropped)
+        self.truncated_words += dropped
+        return features
+
+    def metric(self) -> EntityF1:
+        return _TokenMetric(self.labels)
+
+
+class _TokenMetric(EntityF1):
+    def update(self, logits, batch) -> None:  # type: ignore[override]
+        super().update(logits.argmax(-1), batch["labels"])

@@ -1,0 +1,109 @@
+"""One training run from a composed config: build, fit, select on dev, test at the best checkpoint, record."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
+    """(task, PromptedModel, tokenizer) from a config; no Lightning involved, usable from notebooks."""
+    from hydra.utils import instantiate
+
+    from ptrain.backbones import load_backbone
+    from ptrain.heads import build_head
+    from ptrain.methods import build_prompt, trains_backbone
+    from ptrain.model import PromptedModel
+
+    task = instantiate(cfg.task, _convert_="all")
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg["shift_positions"] = cfg.method.get("shift_positions", True)
+    backbone, tokenizer = load_backbone(model_cfg)
+    method = OmegaConf.to_container(cfg.method, resolve=True)
+    prompt = build_prompt(method, backbone, tokenizer)
+    pooling = task.pooling or backbone.default_pooling
+    head = build_head(task.head_kind, backbone.geometry.hidden_size, task.num_labels,
+                      float(cfg.get("head_dropout", 0.1)), pooling)
+    model = PromptedModel(backbone, head, prompt, train_backbone=trains_backbone(method))
+    model.check_position_budget(task.max_length)
+    return task, model, tokenizer
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from ptrain.data import TaskDataModule
+    from ptrain.loggers import make_logger
+    from ptrain.module import PromptTuningModule
+    from ptrain.results import write_json_atomic
+
+    started = time.perf_counter()
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    task, model, tokenizer = build(cfg)
+    summary = model.parameter_summary()
+    data = TaskDataModule(task, tokenizer, seed=cfg.seed, **cfg.data)
+    module = PromptTuningModule(model, task, OmegaConf.to_container(cfg.optim, resolve=True))
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    run_name = f"{cfg.task.name}-{cfg.method.name}-{cfg.model.name}-s{cfg.seed}"
+    logger = make_logger(cfg.logger, run_dir, run_name, config)
+    if logger is not None:
+        logger.log_metrics({k: float(v) for k, v in summary.items()}, step=0)
+    monitor = f"val/{task.main_metric}"
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor=monitor,
+                                  mode="max", save_top_k=1, save_last=True, auto_insert_metric_name=False)
+    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
+                        callbacks=[checkpoints], default_root_dir=str(run_dir))
+    trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
+
+    best = checkpoints.best_model_path or None
+    metrics: dict[str, float] = {}
+    best_epoch = None
+    if best:
+        best_epoch = int(torch.load(best, map_location="cpu", weights_only=False)["epoch"])
+    for split, run in (("val", trainer.validate), ("test", trainer.test)):
+        if split == "test" and not data.has_labelled_test():
+            continue
+        out = run(module, datamodule=data, ckpt_path=best, verbose=False)
+        metrics.update({k: float(v) for k, v in (out[0] if out else {}).items() if k.startswith(f"{split}/")})
+
+    results = {
+        "method": cfg.method.name, "task": cfg.task.name, "model": cfg.model.name, "seed": int(cfg.seed),
+        **summary, "metrics": metrics, "main_metric": task.main_metric, "best_epoch": best_epoch,
+        "best_checkpoint": best, "experiment": cfg.get("experiment"),
+        "wall_s": round(time.perf_counter() - started, 3), "config": config,
+    }
+    write_json_atomic(run_dir / "results.json", results)
+    if logger is not None:
+        logger.log_metrics({f"best/{k}": v for k, v in metrics.items()})
+        if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+            logger.experiment.finish()
+    print_results(results)
+    return results
+
+
+def print_results(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{results['task']} · {results['method']} · {results['model']} · seed {results['seed']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in sorted(results["metrics"].items()):
+        table.add_row(name, f"{value:.4f}")
+    table.add_row("trainable params", f"{results['trainable_params']:,}")
+    table.add_row("share of total", f"{100 * results['trainable_share']:.3f}% of {results['total_params']:,}")
+    table.add_row("prompt bytes", f"{results['prompt_bytes']:,}")
+    table.add_row("best epoch", str(results["best_epoch"]))
+    table.add_row("wall time", f"{results['wall_s']:.1f} s")
+    Console().print(table)
