@@ -31,9 +31,12 @@ class LengthGroupedBatches(Sampler[list[int]]):
         self.lengths, self.batch_size, self.seed, self.window = lengths, batch_size, seed, window
         self.epoch = 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning each epoch, so a resumed run draws the same batches as an uninterrupted one."""
+        self.epoch = epoch
+
     def __iter__(self) -> Iterator[list[int]]:
-        rng = random.Random(self.seed + self.epoch)
-        self.epoch += 1
+        rng = random.Random(self.seed * 100_003 + self.epoch)
         order = list(range(len(self.lengths)))
         rng.shuffle(order)
         span = self.batch_size * self.window

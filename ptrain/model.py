@@ -20,13 +20,23 @@ class PromptedModel(nn.Module):
         head: nn.Module,
         prompt: PromptModule | None = None,
         train_backbone: bool = False,
+        backbone_dropout: bool = True,
     ) -> None:
         super().__init__()
+        self.backbone_dropout = backbone_dropout
         self.backbone = backbone
         self.prompt = prompt
         self.head = head
         self.train_backbone = train_backbone
         backbone.requires_grad_(train_backbone)
+
+    def train(self, mode: bool = True) -> PromptedModel:
+        """A frozen backbone keeps its dropout in training only with `backbone_dropout` (the official setting);
+        without it, its features are deterministic and no dropout masks are drawn."""
+        super().train(mode)
+        if mode and not self.train_backbone and not self.backbone_dropout:
+            self.backbone.eval()
+        return self
 
     def forward(
         self,

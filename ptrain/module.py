@@ -30,6 +30,10 @@ class PromptTuningModule(L.LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
 
+    def on_train_start(self) -> None:
+        # HF's from_pretrained returns eval-mode modules and Lightning keeps modes as found: set them explicitly.
+        self.model.train()
+
     # ---- steps ----------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.task.loss(self(batch), batch)
@@ -98,9 +102,40 @@ class PromptTuningModule(L.LightningModule):
         keep = self._trainable_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         checkpoint["ptrain_saved_keys"] = sorted(keep)
+        # Dropout masks and shuffling continue from here after a resume, as if never interrupted.
+        checkpoint["ptrain_rng"] = _rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         missing = self._trainable_keys() - set(checkpoint["state_dict"])
         if missing:
             raise KeyError(f"checkpoint lacks trainable weights {sorted(missing)[:5]}... "
                            "(was it saved with another method or model?)")
+        if "ptrain_rng" in checkpoint and self.trainer is not None and self.trainer.state.fn == "fit":
+            _set_rng_state(checkpoint["ptrain_rng"])
+
+
+def _rng_state() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+
+    # plain containers and tensors only, so checkpoints load with torch.load(weights_only=True)
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy_state}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -690,8 +690,10 @@ class WandbUnavailable(RuntimeError):
 def load_wandb_runs(path: str, *, group: str | None = None) -> pd.DataFrame:
     """Build the same run table from a W&B project (``ENTITY/PROJECT``) through ``wandb.Api()``.
 
-    The run's config must be the resolved Hydra config (as ptrain logs it) and the summary must hold
-    the ``val/...``/``test/...`` metrics; the efficiency numbers are read from the summary when present.
+    The run's config must be the resolved Hydra config (as ``ptrain.train`` logs it). Scores come from
+    the summary's ``best/<split>/<metric>`` keys, which ptrain logs after testing the best checkpoint;
+    the plain ``val/...`` keys of the summary are the *last* epoch, used only when no ``best/`` key exists.
+    The efficiency numbers (logged at step 0) are read from the summary too.
     Raises :class:`WandbUnavailable` with an actionable message when W&B is offline.
     """
     mode = os.environ.get("WANDB_MODE", "").lower()
@@ -715,7 +717,10 @@ def load_wandb_runs(path: str, *, group: str | None = None) -> pd.DataFrame:
     for run in wb_runs:
         config = dict(run.config)
         summary = {k: v for k, v in dict(run.summary).items() if not str(k).startswith("_")}
-        metrics = {k: v for k, v in summary.items() if "/" in str(k) and isinstance(v, int | float)}
+        numeric = {str(k): v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        metrics = {k[len("best/"):]: v for k, v in numeric.items() if k.startswith("best/")}
+        if not metrics:
+            metrics = {k: v for k, v in numeric.items() if "/" in k}
         record = {
             "method": _get(config, "method", "name"),
             "task": _get(config, "task", "name"),

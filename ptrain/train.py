@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
     """(task, PromptedModel, tokenizer) from a config; no Lightning involved, usable from notebooks."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     from ptrain.backbones import load_backbone
@@ -21,7 +22,10 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
     from ptrain.methods import build_prompt, trains_backbone
     from ptrain.model import PromptedModel
 
-    task = instantiate(cfg.task, _convert_="all")
+    try:
+        task = instantiate(cfg.task, _convert_="all")
+    except InstantiationException as error:  # surface the task's own error (file, line, key), not Hydra's wrapper
+        raise (error.__cause__ or error) from None
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_cfg["shift_positions"] = cfg.method.get("shift_positions", True)
     backbone, tokenizer = load_backbone(model_cfg)
@@ -30,12 +34,21 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
     pooling = task.pooling or backbone.default_pooling
     head = build_head(task.head_kind, backbone.geometry.hidden_size, task.num_labels,
                       float(cfg.get("head_dropout", 0.1)), pooling)
-    model = PromptedModel(backbone, head, prompt, train_backbone=trains_backbone(method))
+    model = PromptedModel(backbone, head, prompt, train_backbone=trains_backbone(method),
+                          backbone_dropout=bool(method.get("backbone_dropout", True)))
     model.check_position_budget(task.max_length)
     return task, model, tokenizer
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run and return the results dict (also written to `run_dir/results.json`)."""
+    return run(cfg)[0]
+
+
+def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any], Any, Any]:
+    """(results, LightningModule, Trainer): the module is returned so tests can inspect trained weights.
+
+    `callbacks` are added to the Trainer's (for programmatic use; configs cover everything else)."""
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -63,7 +76,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor=monitor,
                                   mode="max", save_top_k=1, save_last=True, auto_insert_metric_name=False)
     trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
-                        callbacks=[checkpoints], default_root_dir=str(run_dir))
+                        callbacks=[checkpoints, *(callbacks or [])], default_root_dir=str(run_dir))
     trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
 
     best = checkpoints.best_model_path or None
@@ -89,7 +102,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()
     print_results(results)
-    return results
+    return results, module, trainer
 
 
 def print_results(results: dict[str, Any]) -> None:

@@ -83,7 +83,7 @@ class ClassificationTask(Task):
         encoded = tokenizer(*texts, truncation=True, max_length=self.max_length)
         features = []
         for row, example in enumerate(examples):
-            feature = {key: encoded[key][row] for key in encoded.keys()}
+            feature = {key: encoded[key][row] for key in encoded}
             label = example.get(self.label_field)
             feature["labels"] = -100 if label is None else index[str(label)]  # -100: unlabelled test split
             features.append(feature)

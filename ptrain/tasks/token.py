@@ -66,7 +66,7 @@ class NERTask(Task):
                 previous = word
             kept = len({w for w in word_ids if w is not None})
             dropped += sum(1 for tag in example["tags"][kept:] if tag != "O")
-            feature = {key: encoded[key][row] for key in encoded.keys()}
+            feature = {key: encoded[key][row] for key in encoded}
             feature["labels"] = labels
             features.append(feature)
         if dropped:

@@ -1,0 +1,69 @@
+"""Errors raised by the data readers.
+
+A malformed data file should fail loudly and point at the exact place to fix, so every message names
+the file, the 1-based line (when the format has lines), the field, and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["DataFormatError", "missing_file_error", "resolve_split_file"]
+
+
+class DataFormatError(ValueError):
+    """A data file does not have the layout its reader expects.
+
+    Subclasses ``ValueError`` so callers that already catch bad-value errors keep working; the structured
+    attributes let tests and tools inspect where the problem is without parsing the message.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        problem: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        expected: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.problem = problem
+        self.expected = expected
+        where = self.path if line is None else f"{self.path}, line {line}"
+        message = f"{where}: {problem}"
+        if expected:
+            message += f" ({expected})"
+        super().__init__(message)
+
+
+def missing_file_error(
+    path: str | os.PathLike[str], expected: list[str] | tuple[str, ...]
+) -> FileNotFoundError:
+    """Build a FileNotFoundError that says which files the reader looks for, so a wrong folder is obvious."""
+    return FileNotFoundError(2, f"not found: {path} (expected files: {', '.join(expected)})", str(path))
+
+
+def resolve_split_file(path: str | os.PathLike[str], split: str | None, split_files: dict[str, str]) -> Path:
+    """Turn ``(file)`` or ``(directory, split)`` into one existing file path.
+
+    Readers accept either form so that tasks can pass a data folder plus a split name while tests and
+    notebooks can point at a single file.
+    """
+    path = Path(path)
+    expected = sorted(set(split_files.values()))
+    if path.is_dir():
+        if split is None:
+            raise ValueError(f"{path} is a directory: pass split= one of {sorted(split_files)}")
+        if split not in split_files:
+            raise ValueError(f"unknown split {split!r} for {path}: expected one of {sorted(split_files)}")
+        file = path / split_files[split]
+        if not file.is_file():
+            raise missing_file_error(file, expected)
+        return file
+    if path.is_file():
+        return path
+    raise missing_file_error(path, expected)

@@ -1,0 +1,62 @@
+"""Bad input fails early with a message that names the key, file or line to fix."""
+
+from __future__ import annotations
+
+import pytest
+from _train_utils import compose_run
+from hydra.errors import MissingConfigException
+
+from ptrain.readers.errors import DataFormatError
+from ptrain.train import build, run
+
+
+@pytest.mark.parametrize(("group", "known"), [("method", "ptv2"), ("task", "conll03"), ("model", "minilm")])
+def test_unknown_group_option_lists_the_available_ones(tmp_path, group, known) -> None:
+    with pytest.raises(MissingConfigException, match=rf"(?s)Could not find '{group}/nope'.*{known}"):
+        compose_run(tmp_path, f"{group}=nope")
+
+
+def test_missing_data_dir_is_named(tmp_path) -> None:
+    cfg = compose_run(tmp_path, "task=conll03", f"task.data_dir={tmp_path}/absent")
+    with pytest.raises(FileNotFoundError, match=r"task.data_dir='.*/absent' does not exist .*train.txt"):
+        build(cfg)
+
+
+def _write_conll(folder, train: str, dev: str) -> None:
+    folder.mkdir()
+    (folder / "train.txt").write_text(train)
+    (folder / "dev.txt").write_text(dev)
+    (folder / "test.txt").write_text(dev)
+
+
+GOOD = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n"
+
+
+def test_malformed_conll_line_names_file_and_line(tmp_path) -> None:
+    data = tmp_path / "data"
+    _write_conll(data, GOOD + "Blackburn\n", GOOD)
+    cfg = compose_run(tmp_path / "run", "task=ner", f"task.data_dir={data}")
+    with pytest.raises(DataFormatError, match=r"train.txt, line 7: malformed line 'Blackburn' \(at least 2"):
+        build(cfg)
+
+
+def test_unknown_dev_label_names_file_line_and_label(tmp_path) -> None:
+    data = tmp_path / "data"
+    _write_conll(data, GOOD, GOOD + "\nParis NNP B-NP B-LOC\n")
+    cfg = compose_run(tmp_path / "run", "task=ner", f"task.data_dir={data}")
+    with pytest.raises(DataFormatError, match=r"dev.txt, line 8: unknown label 'B-LOC' \(one of the training labels"):
+        run(cfg)
+
+
+def test_malformed_tag_is_reported(tmp_path) -> None:
+    data = tmp_path / "data"
+    _write_conll(data, GOOD.replace("B-PER", "PERSON"), GOOD)
+    cfg = compose_run(tmp_path / "run", "task=ner", f"task.data_dir={data}")
+    with pytest.raises(DataFormatError, match=r"train.txt, line 6: malformed tag 'PERSON'"):
+        build(cfg)
+
+
+def test_position_budget_error_from_config(tmp_path) -> None:
+    cfg = compose_run(tmp_path, "method=ptv2", "method.length=100", "task.max_length=100")
+    with pytest.raises(ValueError, match="exceeds the backbone's 160 positions"):
+        build(cfg)
