@@ -48,11 +48,15 @@ class ClassificationTask(Task):
                 return None
             feature = self._hub_features.get(self.label_field)
             names = getattr(feature, "names", None)
+            # Hub labels are class ids; map them to our label strings by name when the names match
+            # (super_glue: "entailment", "False"...), else by id (glue/sst2 names are negative/positive).
+            use_names = names is not None and set(names) <= set(self.labels)
             for row in rows:
-                if names is not None and row[self.label_field] is not None and row[self.label_field] >= 0:
-                    row[self.label_field] = names[row[self.label_field]]
-                elif row[self.label_field] is not None and row[self.label_field] < 0:
+                value = row[self.label_field]
+                if isinstance(value, int) and value < 0:
                     row[self.label_field] = None  # hub test splits mark missing labels as -1
+                elif isinstance(value, int):
+                    row[self.label_field] = names[value] if use_names else self.labels[value]
             return rows
         path = self.split_file(split)
         if path is None:
