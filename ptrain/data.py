@@ -20,35 +20,67 @@ from ptrain.tasks.base import Task
 log = logging.getLogger(__name__)
 
 
-class LengthGroupedBatches(Sampler[list[int]]):
-    """Shuffled batches of similar lengths: less padding, so fewer wasted FLOPs, with random order kept.
+class _EpochRelay:
+    """Lightning calls `set_epoch` on `loader.sampler` and `loader.batch_sampler.sampler`, never on the batch
+    sampler itself; this stands in as the batch sampler's `.sampler` and forwards the call."""
 
-    Indices are shuffled, cut into windows of `window` batches, sorted by length inside each window,
-    then the resulting batches are shuffled again.
-    """
-
-    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, window: int = 50) -> None:
-        self.lengths, self.batch_size, self.seed, self.window = lengths, batch_size, seed, window
-        self.epoch = 0
+    def __init__(self, owner: LengthGroupedBatches) -> None:
+        self.owner = owner
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning each epoch, so a resumed run draws the same batches as an uninterrupted one."""
+        self.owner.epoch = epoch
+
+
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Shuffled batches, of similar lengths when `group` is on: less padding, fewer wasted FLOPs.
+
+    Indices are shuffled, cut into windows of `window` batches, sorted by length inside each window, then the
+    batches are shuffled again. The order depends only on (seed, epoch), the same on every rank; under
+    torch.distributed each rank takes every world-size-th batch (so `trainer.use_distributed_sampler` is off).
+    `resume_at = (epoch, n)` drops the first n batches of that epoch, so a run resumed mid-epoch sees exactly
+    the batches an uninterrupted run would (keyed by epoch: Lightning may call iter() before training starts).
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, window: int = 50,
+                 group: bool = True) -> None:
+        self.lengths, self.batch_size, self.seed, self.window, self.group = lengths, batch_size, seed, window, group
+        self.epoch = 0
+        self.resume_at: tuple[int, int] = (-1, 0)
+        self.sampler = _EpochRelay(self)
+
+    def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[list[int]]:
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 100_003 + self.epoch)
         order = list(range(len(self.lengths)))
         rng.shuffle(order)
-        span = self.batch_size * self.window
+        span = self.batch_size * (self.window if self.group else 1)
         batches = []
         for start in range(0, len(order), span):
-            chunk = sorted(order[start:start + span], key=lambda i: self.lengths[i])
+            chunk = order[start:start + span]
+            if self.group:
+                chunk = sorted(chunk, key=lambda i: self.lengths[i])
             batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         rng.shuffle(batches)
-        return iter(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rank, world = self._rank_world()
+        batches = self._all_batches()
+        batches = batches[: len(batches) - len(batches) % world] if world > 1 else batches
+        mine = batches[rank::world]
+        epoch, done = self.resume_at
+        return iter(mine[done:] if epoch == self.epoch else mine)
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return -(-len(self.lengths) // self.batch_size) // self._rank_world()[1]
 
 
 def _tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -64,6 +96,8 @@ class TaskDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.group_by_length, self.cache, self.seed = num_workers, group_by_length, cache, seed
         self.features: dict[str, list[dict] | None] = {}
+        self.train_sampler: LengthGroupedBatches | None = None
+        self.resume_at: tuple[int, int] = (-1, 0)  # (epoch, batches done), set when resuming mid-epoch
 
     def setup(self, stage: str | None = None) -> None:
         if self.features:
@@ -98,12 +132,21 @@ class TaskDataModule(L.LightningDataModule):
         if not features:
             return None
         collate = partial(self.task.collate, pad_id=self.tokenizer.pad_token_id or 0)
-        if train and self.group_by_length:
-            sampler = LengthGroupedBatches([len(f["input_ids"]) for f in features], self.batch_size, self.seed)
-            return DataLoader(features, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)
-        size = self.batch_size if train else self.eval_batch_size
-        return DataLoader(features, batch_size=size, shuffle=train, collate_fn=collate,
-                          num_workers=self.num_workers)
+        if train:
+            self.train_sampler = LengthGroupedBatches([len(f["input_ids"]) for f in features], self.batch_size,
+                                                      self.seed, group=self.group_by_length)
+            if self.resume_at[0] >= 0:  # restoring: Lightning iterates before it calls set_epoch
+                self.train_sampler.resume_at = self.resume_at
+                self.train_sampler.epoch = self.resume_at[0]
+            return DataLoader(features, batch_sampler=self.train_sampler, collate_fn=collate,
+                              num_workers=self.num_workers, generator=self._generator())
+        return DataLoader(features, batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
+                          num_workers=self.num_workers, generator=self._generator())
+
+    def _generator(self) -> torch.Generator:
+        """Each loader draws its workers' base seed from its own generator, not the global RNG: otherwise every
+        iterator creation shifts the dropout stream, and a resumed run would no longer match an uninterrupted one."""
+        return torch.Generator().manual_seed(self.seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -155,7 +155,7 @@ def _parse_record(path: Path, data: Any) -> dict[str, Any]:
     length = _get(config, "method", "length")
     reparam = _get(config, "method", "reparam")
     row: dict[str, Any] = {
-        "experiment": data.get("experiment", _get(config, "experiment")),
+        "experiment": data.get("experiment") or _get(config, "experiment"),
         "task": str(data["task"]),
         "model": str(data["model"]),
         "method": method,
@@ -207,7 +207,9 @@ def load_runs(
     A malformed file (bad JSON, missing keys, non-numeric metric) is skipped with a
     :class:`ResultsWarning` naming its path by default, because one crashed job should not hide a
     whole grid; pass ``errors="raise"`` to get a :class:`ResultsError` instead (for CI). Skipped files
-    are also appended to ``skipped`` when a list is given, so a report can list them.
+    are also appended to ``skipped`` when a list is given, so a report can list them, together with Hydra
+    job directories (those holding ``.hydra/``) that have no results.json at all: jobs that failed, were
+    killed or are still running, which would otherwise silently shrink a cell's seed count.
     """
     root = Path(root)
     if not root.exists():
@@ -232,6 +234,11 @@ def load_runs(
         run_dir = path.parent
         row["run_dir"] = str(run_dir.relative_to(root)) if root.is_dir() else str(run_dir)
         rows.append(row)
+    if skipped is not None and root.is_dir():
+        for hydra_dir in sorted(root.rglob(".hydra")):
+            if hydra_dir.is_dir() and not (hydra_dir.parent / RESULTS_FILE).exists():
+                reason = "no results.json (job failed, was killed or is running)"
+                skipped.append(Skipped(hydra_dir.parent, reason))
     return _runs_frame(rows)
 
 
@@ -349,20 +356,32 @@ def _split_metric_columns(columns: Iterable[str]) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _wants(name: str, wanted: str, exact_present: bool) -> bool:
+    """Does metric ``name`` belong to the requested metric ``wanted``?
+
+    The exact name, and its suffixed variants for extra test sets (``f1_brown`` beside ``f1`` for
+    CoNLL05's Brown test set), always do. A spelling alias (``acc`` for ``accuracy``) only stands in when
+    the split has no metric of the exact name, so one quantity is never counted twice.
+    """
+    if name == wanted or name.startswith(f"{wanted}_"):
+        return True
+    return not exact_present and canonical_metric(name) == canonical_metric(wanted)
+
+
 def _scores_long(runs: pd.DataFrame, metric: str | None) -> pd.DataFrame:
-    """One row per (run, split) holding the score of the requested (or the run's main) metric."""
+    """One row per (run, split, metric variant) holding the score of the requested (or main) metric."""
     metric_cols = _split_metric_columns(runs.columns)
     records: list[dict[str, Any]] = []
     for run in runs.to_dict("records"):
         wanted = metric or run.get("main_metric")
-        if not wanted:
+        if not wanted or _missing(wanted):
             continue
-        wanted_c = canonical_metric(str(wanted))
+        wanted = str(wanted)
         for col, (split, name) in metric_cols.items():
             value = run.get(col)
             if _missing(value):
                 continue
-            if name != wanted and canonical_metric(name) != wanted_c:
+            if not _wants(name, wanted, not _missing(run.get(f"{split}/{wanted}"))):
                 continue
             rec = {key: run.get(key) for key in CELL_KEYS}
             rec.update(
@@ -593,6 +612,7 @@ def plot_efficiency(summary: pd.DataFrame, ax: Any = None) -> Any:
     tasks = sorted(points["task"].astype(str).unique()) if len(points) else []
     markers = "osD^v<>pPX*h"
     cmap = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    labelled: set[str] = set()
     for method in methods:
         for t_i, task in enumerate(tasks):
             part = points[(points["method"] == method) & (points["task"].astype(str) == task)]
@@ -602,8 +622,9 @@ def plot_efficiency(summary: pd.DataFrame, ax: Any = None) -> Any:
             ax.errorbar(
                 part["trainable_share"].astype(float), part["mean"].astype(float), yerr=std,
                 fmt=markers[t_i % len(markers)], color=cmap[method], capsize=3, linestyle="none",
-                label=method if t_i == 0 or len(tasks) == 1 else None,
+                label=None if method in labelled else method,
             )
+            labelled.add(method)
     ax.set_xscale("log")
     ax.set_xlabel("trainable share of parameters (log)")
     ax.set_ylabel("score (points; test where available, else val)")
@@ -669,7 +690,7 @@ def write_report(
     if fig_path is not None:
         lines += ["", f"![efficiency]({fig_path.name})", ""]
     if skipped:
-        lines += ["", "## Skipped results files", ""]
+        lines += ["", "## Skipped runs", ""]
         lines += [f"- `{s.path}`: {s.reason}" for s in skipped]
         lines.append("")
     md_path.write_text("\n".join(lines), encoding="utf-8")
@@ -717,7 +738,9 @@ def load_wandb_runs(path: str, *, group: str | None = None) -> pd.DataFrame:
     for run in wb_runs:
         config = dict(run.config)
         summary = {k: v for k, v in dict(run.summary).items() if not str(k).startswith("_")}
-        numeric = {str(k): v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        numeric = {
+            str(k): v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         metrics = {k[len("best/"):]: v for k, v in numeric.items() if k.startswith("best/")}
         if not metrics:
             metrics = {k: v for k, v in numeric.items() if "/" in k}

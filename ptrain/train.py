@@ -52,11 +52,13 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any],
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
 
     from ptrain.data import TaskDataModule
     from ptrain.loggers import make_logger
     from ptrain.module import PromptTuningModule
     from ptrain.results import write_json_atomic
+    from ptrain.resume import ExactResume, latest_hpc_checkpoint
 
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)
@@ -74,10 +76,24 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any],
         logger.log_metrics({k: float(v) for k, v in summary.items()}, step=0)
     monitor = f"val/{task.main_metric}"
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor=monitor,
-                                  mode="max", save_top_k=1, save_last=True, auto_insert_metric_name=False)
+                                  mode="max", save_top_k=1, auto_insert_metric_name=False)
+    # Lightning 2.6 writes save_last's file only in steps where the best one improved; `ckpt_path=last` must
+    # mean the latest epoch, so a second callback without a monitor rewrites last.ckpt at every epoch's end.
+    latest = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                             enable_version_counter=False)
+    plugins = []
+    if SLURMEnvironment.detect():  # ExactResume handles the requeue signal instead of Lightning's handler
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
-                        callbacks=[checkpoints, *(callbacks or [])], default_root_dir=str(run_dir))
-    trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
+                        callbacks=[checkpoints, latest, ExactResume(run_dir), *(callbacks or [])],
+                        default_root_dir=str(run_dir), plugins=plugins)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is None and (preempted := latest_hpc_checkpoint(run_dir)) is not None:
+        log.warning("resuming the requeued run from %s", preempted)
+        ckpt_path = str(preempted)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    for stale in run_dir.glob("hpc_ckpt_*.ckpt"):  # the finished run's last.ckpt supersedes them
+        stale.unlink()
 
     best = checkpoints.best_model_path or None
     metrics: dict[str, float] = {}

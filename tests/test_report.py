@@ -166,7 +166,7 @@ def test_malformed_results_are_skipped_with_their_path(sweep: Path) -> None:
     with pytest.warns(report.ResultsWarning):
         result = report.write_report(sweep, paper=_paper([]))
     md = result.markdown.read_text()
-    assert "## Skipped results files" in md and str(bad) in md
+    assert "## Skipped runs" in md and str(bad) in md
 
 
 def test_malformed_results_raise_in_strict_mode(sweep: Path) -> None:
@@ -209,3 +209,58 @@ def test_cli_wandb_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
     assert report.main(["--wandb", "me/ptrain"]) == 2
     err = capsys.readouterr().err
     assert "offline" in err and "local sweep directory" in err
+
+
+def test_wandb_runs_use_best_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs read through wandb.Api() get the best-checkpoint scores ptrain logs as best/<split>/<metric>."""
+    import types
+
+    import wandb
+
+    class FakeRun:
+        def __init__(self, run_id: str, method: str, seed: int, last: float, best: float) -> None:
+            self.id = run_id
+            self.config = {"method": {"name": method, "length": 20}, "task": {"name": "rte"},
+                           "model": {"name": "bert-large"}, "seed": seed, "experiment": "demo"}
+            self.summary = {"val/accuracy": last, "best/val/accuracy": best, "trainable_params": 10,
+                            "total_params": 1000, "trainable_share": 0.01, "_step": 9}
+
+    runs = [FakeRun("a", "ptv2", 1, 0.70, 0.78), FakeRun("b", "ptv2", 2, 0.71, 0.80)]
+    fake_api = types.SimpleNamespace(runs=lambda path, filters=None: runs)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(wandb, "Api", lambda timeout=None: fake_api)
+
+    frame = report.load_wandb_runs("me/ptrain")
+    assert sorted(frame["val/accuracy"]) == [0.78, 0.80]  # best, not last epoch
+    assert frame["run_dir"].tolist() == ["wandb:a", "wandb:b"]
+    summary = report.summarize(frame, metric="accuracy", paper=_paper([]))
+    assert summary["mean"].tolist() == [pytest.approx(79.0)]
+
+
+def test_extra_test_sets_and_aliases(tmp_path: Path) -> None:
+    """CoNLL05's Brown test set (test/f1_brown) gets its own row; an alias never doubles a metric."""
+    metrics = {"val/f1": 0.85, "test/f1": 0.89, "test/f1_brown": 0.80, "test/precision": 0.9, "val/acc": 0.1}
+    write_results(tmp_path / "0", method="ptv2", seed=1, task="conll05", model="roberta-large",
+                  metrics=metrics, main_metric="f1")
+    write_results(tmp_path / "1", method="ptv2", seed=1, task="rte", metrics={"val/accuracy": 0.7,
+                  "val/acc": 0.1})
+    paper = report.load_paper_numbers(REPO / "experiments" / "paper_numbers.csv")
+    summary = report.summarize(report.load_runs(tmp_path), paper=paper)
+    conll = summary[summary["task"] == "conll05"].set_index(["split", "metric"])
+    assert sorted(conll.index) == [("test", "f1"), ("test", "f1_brown"), ("val", "f1")]
+    assert conll.loc[("test", "f1"), "paper"] == pytest.approx(89.4)  # WSJ, README reimplementation
+    assert conll.loc[("test", "f1_brown"), "paper"] == pytest.approx(83.9)
+    assert conll.loc[("test", "f1_brown"), "mean"] == pytest.approx(80.0)
+    rte = summary[summary["task"] == "rte"]
+    assert rte["metric"].tolist() == ["accuracy"] and rte["mean"].tolist() == [pytest.approx(70.0)]
+
+
+def test_job_directories_without_results_are_listed(sweep: Path) -> None:
+    """A Hydra job that died before writing results.json is named in the report, not silently dropped."""
+    failed = sweep / "7"
+    (failed / ".hydra").mkdir(parents=True)
+    (failed / ".hydra" / "config.yaml").write_text("seed: 3\n")
+    result = report.write_report(sweep, paper=_paper([]))
+    assert len(result.runs) == 4
+    assert [(s.path, s.reason.split(" ")[0]) for s in result.skipped] == [(failed, "no")]
+    assert str(failed) in result.markdown.read_text()

@@ -24,7 +24,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
@@ -173,3 +173,58 @@ def test_local_launcher_config(conf_dir: Path) -> None:
     assert launcher.params["tasks_per_node"] == 1
     assert launcher.params["gpus_per_node"] == 0
     assert launcher.params["nodes"] == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# The experiment grids a SLURM array would run: every job must compose, with the experiment's values.
+# --------------------------------------------------------------------------------------------------
+
+EXPERIMENTS = REPO / "experiments"
+
+
+def _experiment_names() -> list[str]:
+    return sorted(str(p.relative_to(EXPERIMENTS).with_suffix("")) for p in EXPERIMENTS.rglob("*.yaml"))
+
+
+def _group_choice(spec: DictConfig, group: str) -> str | None:
+    for entry in spec.get("defaults", []):
+        if isinstance(entry, DictConfig) and f"override /{group}" in entry:
+            return str(entry[f"override /{group}"])
+    return None
+
+
+def _grid_without_seed(spec: DictConfig) -> list[list[str]]:
+    params = OmegaConf.select(spec, "hydra.sweeper.params") or {}
+    grid = [f"{key}={value}" for key, value in params.items() if key != "seed"]
+    return _job_overrides(grid) if grid else [[]]
+
+
+@pytest.mark.parametrize("name", _experiment_names())
+def test_experiment_grid_composes_with_its_values(name: str) -> None:
+    """Each job of the experiment's grid composes against conf/ and keeps the experiment's settings."""
+    if not (CONF / "train.yaml").is_file() or not (CONF / "experiment").exists():
+        pytest.skip("conf/train.yaml or the conf/experiment -> ../experiments link does not exist yet")
+    spec = OmegaConf.load(EXPERIMENTS / f"{name}.yaml")
+    for group in ("task", "model"):
+        choice = _group_choice(spec, group)
+        if choice and not (CONF / group / f"{choice}.yaml").is_file():
+            pytest.skip(f"conf/{group}/{choice}.yaml does not exist yet")
+    hp = OmegaConf.to_container(spec, resolve=False).get("hp", {}).get("ptv2", {})
+
+    for job in _grid_without_seed(spec):
+        cfg = _compose(CONF, [f"experiment={name}", *job])
+        assert cfg.experiment == name, (
+            f"experiment={name} composed to experiment={cfg.experiment!r}: conf/train.yaml must list "
+            "`_self_` BEFORE `optional experiment: null` in its defaults, or its own values "
+            "(experiment: null, optim.*, data.*) override every experiment file"
+        )
+        expected_schedule = OmegaConf.select(spec, "optim.schedule")
+        if expected_schedule is not None:
+            assert cfg.optim.schedule == expected_schedule, job
+        if OmegaConf.select(spec, "task.max_length") is not None:
+            assert cfg.task.max_length == spec.task.max_length, job
+        if hp and cfg.method.name == "ptv2":
+            assert cfg.optim.lr == pytest.approx(float(hp["lr"])), job
+            assert cfg.method.length == hp["length"], job
+            assert cfg.data.batch_size == hp["batch_size"], job
+            assert cfg.trainer.max_epochs == hp["epochs"], job

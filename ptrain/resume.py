@@ -1,0 +1,111 @@
+"""Exact resumption, also mid-epoch: cluster preemption (SLURM's warning signal) and restarts.
+
+On SLURM, a job near its time limit (or being preempted) gets SIGUSR1 some seconds before SIGTERM/SIGKILL
+(`--signal=USR1@90`). Lightning's own handler saves a checkpoint wherever the signal lands, possibly between
+backward and the optimizer step. This callback only records the signal; at the next step boundary it saves
+`run_dir/hpc_ckpt_<n>.ckpt` (weights, optimizer, scheduler, loop progress, RNG states), asks SLURM to requeue
+the job, and exits. The requeued job runs the same command; `ptrain.train.run` finds the checkpoint and resumes,
+and this callback makes the batch sampler skip the batches of the interrupted epoch that were already trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+HPC_PREFIX = "hpc_ckpt_"
+
+
+def latest_hpc_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest `hpc_ckpt_<n>.ckpt` in a run directory (what a requeued job resumes from)."""
+    found = []
+    for path in Path(run_dir).glob(f"{HPC_PREFIX}*.ckpt"):
+        match = re.fullmatch(rf"{HPC_PREFIX}(\d+)\.ckpt", path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return max(found)[1] if found else None
+
+
+class ExactResume(Callback):
+    def __init__(self, run_dir: str | Path, signum: int = signal.SIGUSR1,
+                 requeue_command: str | None = "scontrol requeue {job_id}") -> None:
+        self.run_dir = Path(run_dir)
+        self.signum = signum
+        self.requeue_command = requeue_command
+        self.requested = False
+        self._previous: Any = None
+
+    # ---- the signal ------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        log.warning("received signal %d: checkpointing at the next step boundary, then requeueing", signum)
+        self.requested = True
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._previous = signal.signal(self.signum, self._on_signal)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handler()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
+
+    def _restore_handler(self) -> None:
+        if self._previous is not None:
+            signal.signal(self.signum, self._previous)
+            self._previous = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if not self.requested:
+            return
+        existing = latest_hpc_checkpoint(self.run_dir)
+        number = 1 + (int(existing.stem.removeprefix(HPC_PREFIX)) if existing else 0)
+        path = self.run_dir / f"{HPC_PREFIX}{number}.ckpt"
+        trainer.save_checkpoint(path)  # Lightning writes to a temporary file and renames it
+        log.warning("saved %s at global step %d", path, trainer.global_step)
+        self._requeue()
+        raise SystemExit(0)  # the scheduler ends the job anyway; exit before doing work that would be lost
+
+    def _requeue(self) -> None:
+        job_id = os.environ.get("SLURM_JOB_ID")
+        if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+            job_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+        if not job_id or not self.requeue_command:
+            log.warning("not under SLURM (no SLURM_JOB_ID): resume by running the same command again")
+            return
+        command = shlex.split(self.requeue_command.format(job_id=job_id))
+        result = subprocess.run(command, check=False)
+        if result.returncode != 0:
+            log.error("%s failed with exit code %d; resubmit the job to resume", command, result.returncode)
+
+    # ---- mid-epoch restarts ----------------------------------------------------------------------
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        # Lightning resumes mid-epoch at the next batch index but iterates a fresh loader from its start (and
+        # creates that iterator before any training hook runs), so the sampler is told here, at restore time,
+        # which batches of the interrupted epoch were already trained.
+        loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        progress = loop.get("epoch_loop.batch_progress", {})
+        done = int(progress.get("current", {}).get("completed", 0))
+        epoch = int(checkpoint.get("epoch", 0))
+        datamodule = trainer.datamodule
+        if datamodule is None or trainer.state.fn != "fit" or not loop:
+            return
+        if progress.get("is_last_batch", False) or done == 0:
+            epoch, done = epoch + 1, 0  # saved after a finished epoch: the next one starts from its first batch
+        datamodule.resume_at = (epoch, done)
+        if getattr(datamodule, "train_sampler", None) is not None:
+            datamodule.train_sampler.resume_at = datamodule.resume_at
+            datamodule.train_sampler.epoch = epoch
+        if done:
+            log.info("resuming in epoch %d after its first %d batches", epoch, done)

@@ -1,0 +1,69 @@
+"""A run interrupted by the cluster's signal resumes to exactly the result of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from _train_utils import compose_run
+from lightning.pytorch.callbacks import Callback
+
+from ptrain.train import run
+
+COMMON = ["method=ptv2", "method.length=4", "method.reparam=mlp", "method.reparam_hidden=16", "method.dropout=0.2",
+          "trainer.max_epochs=3", "data.batch_size=16"]  # 96 training sentences: 6 batches per epoch
+
+
+class SignalAtStep(Callback):
+    """Sends SIGUSR1 to this process, as SLURM does before a time limit, after a given optimizer step."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.sent = step, False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """A `scontrol` on PATH that records its arguments, and the job id SLURM would set."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "scontrol.log"
+    script = bin_dir / "scontrol"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    return log
+
+
+def test_signal_mid_epoch_checkpoints_requeues_and_resumes_exactly(tmp_path, fake_slurm) -> None:
+    straight, _, _ = run(compose_run(tmp_path / "a", *COMMON))
+
+    interrupted = tmp_path / "b"
+    with pytest.raises(SystemExit) as stop:
+        run(compose_run(interrupted, *COMMON), callbacks=[SignalAtStep(8)])  # mid-way through epoch 1
+    assert stop.value.code == 0
+    assert (interrupted / "hpc_ckpt_1.ckpt").exists()
+    assert fake_slurm.read_text().split() == ["requeue", "4242"]
+    assert not (interrupted / "results.json").exists()  # no half-finished results
+    saved = torch.load(interrupted / "hpc_ckpt_1.ckpt", weights_only=True)
+    assert saved["global_step"] == 8 and saved["epoch"] == 1
+
+    resumed, _, _ = run(compose_run(interrupted, *COMMON))  # the requeued job: same command
+    assert resumed["metrics"] == straight["metrics"]
+    assert resumed["best_epoch"] == straight["best_epoch"]
+    # the final weights (last.ckpt after epoch 3), not the best-epoch ones the test split reloads
+    last_a = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    last_b = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert last_a.keys() == last_b.keys()
+    for name, value in last_a.items():
+        assert torch.equal(value, last_b[name]), name
+    assert json.loads((interrupted / "results.json").read_text())["metrics"] == straight["metrics"]
+    assert not list(interrupted.glob("hpc_ckpt_*.ckpt"))  # superseded by the finished run's last.ckpt
