@@ -25,12 +25,16 @@ class Task:
     main_metric: str = "accuracy"
     #: default pooling for sequence heads (`null` lets the backbone family decide)
     pooling: str | None = None
+    #: feature keys that `collate` passes through as plain Python lists (ids, offsets, gold strings): the
+    #: metadata an example-level metric needs, kept in the features so it survives the tokenisation cache
+    meta_keys: tuple[str, ...] = ()
 
     def __init__(self, name: str, data_dir: str | None = None, max_length: int = 128,
                  hub: dict | None = None, files: dict[str, str] | None = None,
-                 train_from_validation: float | None = None) -> None:
+                 train_from_validation: float | None = None, max_train_examples: int | None = None) -> None:
         self.name = name
         self.train_from_validation = train_from_validation
+        self.max_train_examples = None if max_train_examples is None else int(max_train_examples)
         self.data_dir = Path(data_dir).expanduser() if data_dir else None
         self.max_length = int(max_length)
         self.hub = dict(hub) if hub else None
@@ -64,7 +68,16 @@ class Task:
 
     def examples(self, split: str) -> list[dict] | None:
         """`read`, except that with `train_from_validation=f` and no training file, a seeded share f of the
-        validation split becomes the training set and the rest stays validation (e.g. BoolQ with its val only)."""
+        validation split becomes the training set and the rest stays validation (e.g. BoolQ with its val only);
+        and with `max_train_examples=n` the training set is a seeded sample of n examples (file order kept),
+        for quick runs on large sets such as SST-2."""
+        rows = self._examples(split)
+        if split == "train" and rows and self.max_train_examples is not None and len(rows) > self.max_train_examples:
+            chosen = random.Random(0).sample(range(len(rows)), self.max_train_examples)
+            rows = [rows[i] for i in sorted(chosen)]
+        return rows
+
+    def _examples(self, split: str) -> list[dict] | None:
         if self.train_from_validation is None or self.read("train") is not None:
             return self.read(split)
         if split == "test":
@@ -104,18 +117,23 @@ class Task:
         state = {"class": type(self).__qualname__, "name": self.name, "max_length": self.max_length,
                  "hub": self.hub, "files": files, "labels": self.labels,
                  "train_from_validation": self.train_from_validation, **self.extra_fingerprint()}
+        if self.max_train_examples is not None:  # absent when unset, so existing cache keys stay valid
+            state["max_train_examples"] = self.max_train_examples
         return hashlib.sha1(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def extra_fingerprint(self) -> dict:
         return {}
 
     # ---- batches, loss, metrics ------------------------------------------------------------------
-    def collate(self, features: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    def collate(self, features: list[dict], pad_id: int) -> dict[str, Any]:
         length = max(len(f["input_ids"]) for f in features)
-        batch: dict[str, torch.Tensor] = {}
+        batch: dict[str, Any] = {}
         pads = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": 0, "labels": -100}
         for key in features[0]:
             values = [f[key] for f in features]
+            if key in self.meta_keys:
+                batch[key] = values
+                continue
             if isinstance(values[0], list):
                 values = [v + [pads.get(key, 0)] * (length - len(v)) for v in values]
             batch[key] = torch.tensor(values)

@@ -23,8 +23,8 @@ class ClassificationTask(Task):
                  data_dir: str | None = None, max_length: int = 128, hub: dict | None = None,
                  files: dict[str, str] | None = None, label_field: str = "label", f1: str | None = None,
                  main_metric: str = "accuracy", pooling: str | None = None, reader: str | None = None,
-                 train_from_validation: float | None = None) -> None:
-        super().__init__(name, data_dir, max_length, hub, files, train_from_validation)
+                 train_from_validation: float | None = None, max_train_examples: int | None = None) -> None:
+        super().__init__(name, data_dir, max_length, hub, files, train_from_validation, max_train_examples)
         self._labels = [str(label) for label in labels]
         self.text_fields = list(text_fields)
         self.format = format

@@ -7,6 +7,8 @@ from typing import Any
 
 from ptrain.metrics.ner import EntityF1
 from ptrain.readers.conll import label_set, read_conll
+from ptrain.readers.errors import DataFormatError
+from ptrain.readers.ontonotes import read_ontonotes
 from ptrain.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -22,9 +24,14 @@ class NERTask(Task):
 
     def __init__(self, name: str = "ner", data_dir: str | None = None, max_length: int = 128,
                  hub: dict | None = None, files: dict[str, str] | None = None,
-                 labels: list[str] | None = None, tag_column: int = -1) -> None:
-        super().__init__(name, data_dir, max_length, hub, files or DEFAULT_FILES)
+                 labels: list[str] | None = None, tag_column: int = -1, format: str = "conll",
+                 max_train_examples: int | None = None) -> None:
+        super().__init__(name, data_dir, max_length, hub, files or DEFAULT_FILES,
+                         max_train_examples=max_train_examples)
+        if format not in ("conll", "ontonotes"):
+            raise ValueError(f"task.format must be conll (column files) or ontonotes (.sd.conllx); got {format!r}")
         self.tag_column = tag_column
+        self.format = format
         self._labels = list(labels) if labels else None
         self.truncated_words = 0
 
@@ -43,7 +50,19 @@ class NERTask(Task):
         path = self.split_file(split)
         if path is None:
             return None
-        return read_conll(path, self.tag_column, self.labels if check_labels else None)
+        if self.format == "conll":
+            return read_conll(path, self.tag_column, self.labels if check_labels else None)
+        rows = read_ontonotes(path)  # 11-column CoNLL-X, tag last; the reader checks layout and BIO tags
+        known = set(self.labels) if check_labels else None
+        for number, row in enumerate(rows, start=1):
+            unknown = sorted(set(row["tags"]) - known) if known is not None else []
+            if unknown:
+                raise DataFormatError(path, f"sentence {number} has unknown label {unknown[0]!r}", field="NER",
+                                      expected=f"one of the training labels: {', '.join(sorted(known))}")
+        return rows
+
+    def extra_fingerprint(self) -> dict:
+        return {"format": self.format} if self.format != "conll" else {}
 
     def _read_hub(self, split: str) -> list[dict] | None:
         rows = self.load_hub(split)
