@@ -46,9 +46,43 @@ class TokenHead(nn.Module):
         return self.classifier(self.dropout(hidden))
 
 
+class LMHead(nn.Module):
+    """The backbone's own frozen language-model head, for tasks that score or generate tokens.
+
+    Kind `lm` (verbalisers): vocabulary logits [B, V] at the answer position, the state from which the model
+    predicts the token after the input (decoders: the last real token; T5: the decoder's first step); the task
+    picks its label words' columns. Kind `generate`: teacher-forced logits [B, L, V] aligned with the target
+    tokens. The head has no weights of its own: `PromptedModel` attaches the backbone's `lm_logits`, so the
+    output layer stays where it is (frozen, tied or not) and is never counted twice.
+    """
+
+    #: which states the head reads: "answer" ([B, H]) or "targets" ([B, L, H]); other heads read "hidden"
+    needs: str
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.needs = "answer" if kind == "lm" else "targets"
+        self._lm_logits = None
+
+    def attach(self, lm_logits) -> None:
+        self._lm_logits = lm_logits
+
+    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self._lm_logits is None:
+            raise RuntimeError("LMHead has no LM head attached (PromptedModel attaches the backbone's)")
+        return self._lm_logits(states)
+
+
+#: head kinds that read the backbone's LM head (the backbone must be loaded with it: `model.lm_head`)
+LM_HEAD_KINDS = ("lm", "generate")
+
+
 def build_head(kind: str, hidden_size: int, num_labels: int, dropout: float, pooling: str) -> nn.Module:
     if kind in ("sequence", "choice"):
         return SequenceHead(hidden_size, 1 if kind == "choice" else num_labels, dropout, pooling)
     if kind == "token":
         return TokenHead(hidden_size, num_labels, dropout)
-    raise ValueError(f"unknown head kind {kind!r}; expected sequence, choice or token")
+    if kind in LM_HEAD_KINDS:
+        return LMHead(kind)
+    raise ValueError(f"unknown head kind {kind!r}; expected sequence, choice, token, lm or generate")

@@ -28,7 +28,8 @@ class PromptTuningModule(L.LightningModule):
         self._metric = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        targets = batch.get("labels") if self.model.needs_targets else None
+        return self.model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), targets=targets)
 
     def on_train_start(self) -> None:
         # HF's from_pretrained returns eval-mode modules and Lightning keeps modes as found: set them explicitly.
@@ -41,8 +42,11 @@ class PromptTuningModule(L.LightningModule):
         return loss
 
     def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
-        logits = self(batch)
-        self._metric.update(logits.float(), batch)
+        # A task may evaluate otherwise than by logits (generation tasks generate text): `task.evaluate(model,
+        # batch)` returns whatever its metric's `update` takes; without the hook the metric gets the logits.
+        evaluate = getattr(self.task, "evaluate", None)
+        outputs = evaluate(self.model, batch) if evaluate is not None else self(batch).float()
+        self._metric.update(outputs, batch)
 
     def _eval_end(self, split: str) -> None:
         for name, value in self._metric.compute().items():
@@ -69,6 +73,9 @@ class PromptTuningModule(L.LightningModule):
     # ---- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
+        if not params:  # e.g. method=head with a task scored by the frozen LM head, which has no weights of its own
+            raise ValueError(f"nothing would train: the model has no trainable weights for task {self.task.name} "
+                             f"(head kind {self.task.head_kind!r}); use method prompt, ptv1, ptv2 or finetune")
         fused = bool(self.optim.get("fused", True)) and all(p.is_cuda for p in params)
         optimizer = torch.optim.AdamW(params, lr=float(self.optim["lr"]),
                                       weight_decay=float(self.optim.get("weight_decay", 0.0)),

@@ -18,7 +18,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
     from hydra.utils import instantiate
 
     from ptrain.backbones import load_backbone
-    from ptrain.heads import build_head
+    from ptrain.heads import LM_HEAD_KINDS, build_head
     from ptrain.methods import build_prompt, trains_backbone
     from ptrain.model import PromptedModel
 
@@ -28,6 +28,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
         raise (error.__cause__ or error) from None
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_cfg["shift_positions"] = cfg.method.get("shift_positions", True)
+    model_cfg["lm_head"] = task.head_kind in LM_HEAD_KINDS  # tasks that score or generate tokens
     backbone, tokenizer = load_backbone(model_cfg)
     method = OmegaConf.to_container(cfg.method, resolve=True)
     prompt = build_prompt(method, backbone, tokenizer)

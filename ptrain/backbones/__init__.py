@@ -11,15 +11,28 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from ptrain.backbones import attention
 from ptrain.backbones.base import Backbone, BertBackbone, RobertaBackbone
 from ptrain.backbones.deberta import DebertaV2Backbone
+from ptrain.backbones.decoder import DecoderBackbone
+from ptrain.backbones.lm import LanguageModelBackbone
+from ptrain.backbones.t5 import T5Backbone
 
-ADAPTERS: tuple[type[Backbone], ...] = (BertBackbone, RobertaBackbone, DebertaV2Backbone)
+ADAPTERS: tuple[type[Backbone], ...] = (BertBackbone, RobertaBackbone, DebertaV2Backbone, DecoderBackbone, T5Backbone)
 #: families whose attention is called through transformers' registry (so `ptrain_sdpa` applies)
-_REGISTRY_ATTENTION = {t for cls in (BertBackbone, RobertaBackbone) for t in cls.model_types}
+_REGISTRY_ATTENTION = {
+    t for cls in (BertBackbone, RobertaBackbone, DecoderBackbone, T5Backbone) for t in cls.model_types
+}
+#: families whose HF base model has a pooler we never use
+_POOLER = {t for cls in (BertBackbone, RobertaBackbone) for t in cls.model_types}
 BUNDLED_MINILM = "bundled:minilm"
+PADDING_SIDES = ("right", "left")
 
 
 def supported_model_types() -> list[str]:
     return sorted(t for cls in ADAPTERS for t in cls.model_types)
+
+
+def lm_model_types() -> list[str]:
+    """Model types that can carry a language-model head (for tasks that score or generate tokens)."""
+    return sorted(t for cls in ADAPTERS if issubclass(cls, LanguageModelBackbone) for t in cls.model_types)
 
 
 def adapter_for(model_type: str) -> type[Backbone]:
@@ -49,7 +62,10 @@ def load_backbone(cfg: Mapping[str, Any]) -> tuple[Backbone, Any]:
 
     Keys: `pretrained` (hub name, local dir or `bundled:minilm`), or `config` (a dict with `model_type`, built
     with random weights seeded by `init_seed`, for tests); `tokenizer` (defaults to `pretrained`);
-    `attn_implementation` (sdpa | eager); `dtype`; `shift_positions` is set by the method.
+    `attn_implementation` (sdpa | eager); `dtype`; `padding_side` (right | left, the tokenizer's);
+    `gradient_checkpointing` (recompute each layer in the backward pass); `prefix_sites` (T5 only: encoder,
+    decoder, cross). Set by the caller: `shift_positions` (from the method) and `lm_head` (the task scores or
+    generates tokens, so decoders and T5 are loaded with their LM head).
     """
     pretrained = resolve_path(cfg.get("pretrained"))
     tokenizer_name = resolve_path(cfg.get("tokenizer")) or pretrained
@@ -59,6 +75,9 @@ def load_backbone(cfg: Mapping[str, Any]) -> tuple[Backbone, Any]:
     if base_attn not in attention.BASE_IMPLEMENTATIONS:
         raise ValueError(f"model.attn_implementation must be one of {attention.BASE_IMPLEMENTATIONS}; "
                          f"got {base_attn!r}")
+    padding_side = cfg.get("padding_side") or "right"
+    if padding_side not in PADDING_SIDES:
+        raise ValueError(f"model.padding_side must be one of {', '.join(PADDING_SIDES)}; got {padding_side!r}")
     if cfg.get("config"):
         spec = dict(cfg["config"])
         model_type = spec.pop("model_type")
@@ -66,21 +85,64 @@ def load_backbone(cfg: Mapping[str, Any]) -> tuple[Backbone, Any]:
     else:
         hf_config = AutoConfig.from_pretrained(pretrained)
     adapter = adapter_for(hf_config.model_type)
+    lm_head = bool(cfg.get("lm_head", False))
+    if lm_head and not issubclass(adapter, LanguageModelBackbone):
+        raise ValueError(
+            f"this task scores or generates tokens through a language-model head, which model_type "
+            f"{hf_config.model_type!r} ({adapter.__name__}) does not have here; supported model types: "
+            f"{', '.join(lm_model_types())}"
+        )
+    model_class = adapter.model_class(lm_head) if hasattr(adapter, "model_class") else AutoModel
     extra: dict[str, Any] = {}
     if hf_config.model_type in _REGISTRY_ATTENTION:
         extra["attn_implementation"] = attention.wrapped_name(base_attn)
+    if hf_config.model_type in _POOLER:
         extra["add_pooling_layer"] = False  # heads pool the real first token themselves
     if cfg.get("config"):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(cfg.get("init_seed", 0)))
-            model = AutoModel.from_config(hf_config, **extra)
+            # Auto classes build with `from_config`; concrete ones (T5EncoderModel) with `_from_config`
+            build = getattr(model_class, "from_config", None) or model_class._from_config
+            model = build(hf_config, **extra)
         if cfg.get("dtype"):
             model = model.to(_dtype(cfg["dtype"]))
     else:
-        model = AutoModel.from_pretrained(pretrained, dtype=_dtype(cfg.get("dtype")), **extra)
+        model = model_class.from_pretrained(pretrained, dtype=_dtype(cfg.get("dtype")), **extra)
+    if cfg.get("gradient_checkpointing"):
+        enable_checkpointing(model)
     tok_kwargs = {"add_prefix_space": True} if hf_config.model_type in RobertaBackbone.model_types else {}
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name, **tok_kwargs)
-    return adapter(model, shift_positions=bool(cfg.get("shift_positions", True))), tokenizer
+    tokenizer.padding_side = padding_side
+    options: dict[str, Any] = {"shift_positions": bool(cfg.get("shift_positions", True))}
+    if issubclass(adapter, LanguageModelBackbone):
+        _complete_special_tokens(tokenizer)
+        options["tokenizer"] = tokenizer
+        options.update(adapter.options(cfg) if hasattr(adapter, "options") else {})
+    return adapter(model, **options), tokenizer
 
 
-__all__ = ["Backbone", "adapter_for", "load_backbone", "supported_model_types"]
+def enable_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each layer in the backward pass (non-reentrant, so no input needs a gradient).
+
+    HF's `activation_checkpointing_enable` also calls `enable_input_require_grads`, which makes the embedding
+    output require a gradient; with a frozen backbone that would force the backward pass through every layer
+    below the lowest prefix, so the hook is removed again.
+    """
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # transformers before the rename
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.disable_input_require_grads()
+
+
+def _complete_special_tokens(tokenizer: Any) -> None:
+    """LM tasks need an end token and padding: a BERT tokenizer (tiny test models) ends with [SEP], and GPT-2 or
+    Llama tokenizers pad with their end token, as is customary."""
+    if tokenizer.eos_token is None and tokenizer.sep_token is not None:
+        tokenizer.eos_token = tokenizer.sep_token
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+__all__ = ["Backbone", "adapter_for", "lm_model_types", "load_backbone", "supported_model_types"]

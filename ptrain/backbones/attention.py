@@ -6,7 +6,9 @@ layer's prefix in the `ptrain_prefix` kwarg, prepends it to the keys and values,
 calls the stock function. This gives per-layer masks (so a prefix on some layers only is exact), works under
 gradient checkpointing (kwargs are re-passed on recomputation), keeps SDPA, and serves encoders and decoders alike.
 Prefixes go in after rotary embeddings and after the model's own KV cache update, so they are never rotated and
-never cached: generation sees them at every step.
+never cached: generation sees them at every step. Decoders (GPT-2, Llama, Qwen2/3, Mistral) and T5 call the
+registry too; with grouped-query attention a prefix has the key/value heads' count and is repeated with the
+model's own keys by the stock function. T5 adds a relative position bias, widened here for the prefix columns.
 """
 
 from __future__ import annotations
@@ -54,16 +56,49 @@ def widen_mask(mask: torch.Tensor | None, prefix_len: int, query_len: int, key_l
     return torch.cat([visible, mask], dim=-1)
 
 
+def prefix_site(module: torch.nn.Module) -> int | None:
+    """The key of this attention module in a `ptrain_prefix` dict.
+
+    It is the module's `layer_idx`, unless the adapter numbered the module itself with `ptrain_site` (T5, where
+    encoder self-attention, decoder self-attention and cross-attention all reuse `layer_idx` 0..L-1; a module with
+    `ptrain_site = None` never takes a prefix).
+    """
+    if hasattr(module, "ptrain_site"):
+        return module.ptrain_site
+    return getattr(module, "layer_idx", None)
+
+
+def widen_position_bias(module: torch.nn.Module, bias: torch.Tensor, prefix_len: int) -> torch.Tensor:
+    """Add prefix columns to an additive position bias [b, heads, q, k] (T5's relative bias).
+
+    An adapter that knows where the prefix sits gives the module a `ptrain_prefix_bias(prefix_len, query_len,
+    key_len)` returning those columns; without one the prefix gets no positional bias (zeros), which is also what
+    T5's cross-attention uses for every key.
+    """
+    make = getattr(module, "ptrain_prefix_bias", None)
+    if make is None:
+        extra = bias.new_zeros(*bias.shape[:-1], prefix_len)
+    else:
+        extra = make(prefix_len, bias.shape[-2], bias.shape[-1]).to(bias.dtype)
+        extra = extra.expand(*bias.shape[:-1], prefix_len)
+    return torch.cat([extra, bias], dim=-1)
+
+
 def _make(base: str) -> Callable:
     def prefixed_attention(module, query, key, value, attention_mask, **kwargs):
         prefixes = kwargs.pop(PREFIX_KWARG, None)
-        layer = getattr(module, "layer_idx", None)
-        if prefixes and layer in prefixes:
-            pk, pv = prefixes[layer]
+        site = prefix_site(module)
+        if prefixes and site in prefixes:
+            pk, pv = prefixes[site]
+            if pk.shape[0] != key.shape[0]:  # one shared prefix for a batch (generation builds it once)
+                pk = pk.expand(key.shape[0], -1, -1, -1)
+                pv = pv.expand(key.shape[0], -1, -1, -1)
             attention_mask = widen_mask(
                 attention_mask, pk.shape[2], query.shape[2], key.shape[2],
                 bool(getattr(module, "is_causal", False)), query,
             )
+            if kwargs.get("position_bias") is not None:
+                kwargs["position_bias"] = widen_position_bias(module, kwargs["position_bias"], pk.shape[2])
             key = torch.cat([pk.to(key.dtype), key], dim=2)
             value = torch.cat([pv.to(value.dtype), value], dim=2)
         return _stock_function(module, base)(module, query, key, value, attention_mask, **kwargs)
