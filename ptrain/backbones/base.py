@@ -66,16 +66,10 @@ class Backbone(nn.Module):
         n_in, n_kv = prompt.input_length, prompt.prefix_length
         if n_in and n_kv:
             raise ValueError("a prompt gives either input embeddings or layer prefixes, not both")
-        inputs: dict = {"attention_mask": attention_mask}
-        if n_in:
-            batch = input_ids.shape[0]
-            embeds = self.word_embeddings(input_ids)
-            inputs["inputs_embeds"] = torch.cat([prompt.embeds.to(embeds.dtype), embeds], dim=1)
-            inputs["attention_mask"] = torch.cat([attention_mask.new_ones(batch, n_in), attention_mask], dim=1)
-            if token_type_ids is not None:
-                token_type_ids = torch.cat([token_type_ids.new_zeros(batch, n_in), token_type_ids], dim=1)
-        else:
-            inputs["input_ids"] = input_ids
+        inputs, mask = self.embed_with_prompt(input_ids, attention_mask, prompt)
+        inputs["attention_mask"] = mask
+        if n_in and token_type_ids is not None:
+            token_type_ids = torch.cat([token_type_ids.new_zeros(input_ids.shape[0], n_in), token_type_ids], dim=1)
         if token_type_ids is not None and getattr(self.config, "type_vocab_size", 0):
             inputs["token_type_ids"] = token_type_ids
         if n_kv:
@@ -84,6 +78,17 @@ class Backbone(nn.Module):
                 inputs["position_ids"] = positions
         hidden = self.run(inputs, prompt.kv)
         return hidden[:, n_in:]
+
+    def embed_with_prompt(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          prompt: PromptOutput) -> tuple[dict, torch.Tensor]:
+        """Model inputs and mask: `input_ids` as they are, or with an input prompt, the word embeddings with the
+        virtual embeddings in front and the mask widened to cover them (shared by every adapter)."""
+        if not prompt.input_length:
+            return {"input_ids": input_ids}, attention_mask
+        embeds = self.word_embeddings(input_ids)
+        visible = attention_mask.new_ones(attention_mask.shape[0], prompt.input_length)
+        return ({"inputs_embeds": torch.cat([prompt.embeds.to(embeds.dtype), embeds], dim=1)},
+                torch.cat([visible, attention_mask], dim=1))
 
     def run(self, inputs: dict, prefixes: dict) -> torch.Tensor:
         """Call the HF model; prefixes travel as a kwarg to the registered ptrain attention functions."""

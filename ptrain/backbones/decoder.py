@@ -21,7 +21,6 @@ keys. What is decoder-specific lives here:
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 import torch
 
@@ -66,14 +65,8 @@ class DecoderBackbone(LanguageModelBackbone):
         n_in, n_kv = prompt.input_length, prompt.prefix_length
         if n_in and n_kv:
             raise ValueError("a prompt gives either input embeddings or layer prefixes, not both")
-        mask = attention_mask
-        inputs: dict[str, Any] = {"use_cache": False}
-        if n_in:
-            embeds = self.word_embeddings(input_ids)
-            inputs["inputs_embeds"] = torch.cat([prompt.embeds.to(embeds.dtype), embeds], dim=1)
-            mask = torch.cat([mask.new_ones(mask.shape[0], n_in), mask], dim=1)
-        else:
-            inputs["input_ids"] = input_ids
+        inputs, mask = self.embed_with_prompt(input_ids, attention_mask, prompt)
+        inputs["use_cache"] = False
         inputs["attention_mask"] = mask
         inputs["position_ids"] = positions_from_mask(mask) + (n_kv if self.shift_positions else 0)
         hidden = self.run(inputs, prompt.kv)

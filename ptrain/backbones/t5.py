@@ -139,13 +139,7 @@ class T5Backbone(LanguageModelBackbone):
             raise ValueError("a prompt gives either input embeddings or layer prefixes, not both")
         order = right_aligned_order(attention_mask)
         input_ids, mask = input_ids.gather(1, order), attention_mask.gather(1, order)
-        inputs: dict[str, Any] = {}
-        if n_in:
-            embeds = self.word_embeddings(input_ids)
-            inputs["inputs_embeds"] = torch.cat([prompt.embeds.to(embeds.dtype), embeds], dim=1)
-            mask = torch.cat([mask.new_ones(mask.shape[0], n_in), mask], dim=1)
-        else:
-            inputs["input_ids"] = input_ids
+        inputs, mask = self.embed_with_prompt(input_ids, mask, prompt)
         if prompt.kv:
             inputs[PREFIX_KWARG] = prompt.kv
         return self.model.encoder(attention_mask=mask, **inputs).last_hidden_state, mask
