@@ -101,7 +101,10 @@ EXTRA_VARIANTS: tuple[Variant, ...] = (
             {"backbone_dropout": False}, patch="eager_attention", peer="peft_prefix_eval"),
     Variant("ptv2_nodrop_noprefixdrop", "ptv2, backbone_dropout=false, prefix dropout 0", "ptv2",
             {"backbone_dropout": False, "dropout": 0.0}, peer="peft_prefix_eval"),
-    Variant("finetune_fused", "finetune, fused AdamW on CPU (prototype)", "finetune", patch="fused_adamw"),
+    Variant("finetune_foreach", "finetune, unfused (foreach) AdamW", "finetune", patch="foreach_adamw"),
+    Variant("ptv2_torchdrop", "ptv2, model.dropout_impl=torch", "ptv2", {"dropout_impl": "torch"},
+            peer="peft_prefix"),
+    Variant("finetune_torchdrop", "finetune, model.dropout_impl=torch", "finetune", {"dropout_impl": "torch"}),
 )
 ALL_VARIANTS = {v.name: v for v in (*VARIANTS, *EXTRA_VARIANTS)}
 
@@ -191,6 +194,8 @@ def build(variant: Variant, args: argparse.Namespace) -> Built:
 
         if variant.patch == "eager_attention":
             base = {**base, "attn_implementation": "eager"}
+        if "dropout_impl" in variant.overrides:
+            base = {**base, "dropout_impl": variant.overrides["dropout_impl"]}
         backbone, tokenizer = load_backbone(dict(base))
         cfg = method_config(variant, args.length, backbone.geometry.num_layers)
         backbone.shift_positions = bool(cfg.get("shift_positions", True))
@@ -199,6 +204,10 @@ def build(variant: Variant, args: argparse.Namespace) -> Built:
         head = build_head(args.head, geometry.hidden_size, num_labels, 0.1, backbone.default_pooling)
         model = PromptedModel(backbone, head, prompt, train_backbone=trains_backbone(cfg),
                               backbone_dropout=bool(cfg.get("backbone_dropout", True)))
+        if base.get("dropout_impl", "fast") == "fast":  # as ptrain.train.build does
+            from ptrain import dropout
+
+            dropout.install(model)
         model.check_position_budget(args.seq)
         model.to(device).train()
         if variant.patch == "no_attention_dropout":  # what a finer knob than backbone_dropout would do
@@ -215,7 +224,7 @@ def build(variant: Variant, args: argparse.Namespace) -> Built:
     else:
         import peft
 
-        backbone, _ = load_backbone(dict(base))
+        backbone, _ = load_backbone({**base, "dropout_impl": "torch"})  # PEFT as shipped: torch's dropout
         hf = backbone.model
         # PEFT gets stock transformers attention, not ptrain's wrapper
         hf.set_attn_implementation(base.get("attn_implementation") or "sdpa")
@@ -238,7 +247,8 @@ def build(variant: Variant, args: argparse.Namespace) -> Built:
         layers = _encoder_layers(peer.get_base_model(), geometry.num_layers)
         lr, trains = 1e-2, False
     params = [p for p in module.parameters() if p.requires_grad]
-    fused = all(p.is_cuda for p in params) or variant.patch == "fused_adamw"
+    # as PromptTuningModule: fused AdamW when every trainable parameter is on one CUDA or CPU device
+    fused = len({p.device.type for p in params}) == 1 and variant.patch != "foreach_adamw"
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=fused or None)
     return Built(variant, module, logits, optimizer, sum(p.numel() for p in params),
                  sum(p.numel() for p in module.parameters()), virtual_input, prefix_layers, trains, layers)

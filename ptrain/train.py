@@ -17,6 +17,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    from ptrain import dropout
     from ptrain.backbones import load_backbone
     from ptrain.heads import LM_HEAD_KINDS, build_head
     from ptrain.methods import build_prompt, trains_backbone
@@ -37,6 +38,8 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
                       float(cfg.get("head_dropout", 0.1)), pooling)
     model = PromptedModel(backbone, head, prompt, train_backbone=trains_backbone(method),
                           backbone_dropout=bool(method.get("backbone_dropout", True)))
+    if (model_cfg.get("dropout_impl") or "fast") == "fast":
+        dropout.install(model)  # the head's and the prompt's dropout too (the backbone's is done by load_backbone)
     model.check_position_budget(task.max_length)
     return task, model, tokenizer
 

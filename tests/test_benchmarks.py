@@ -126,10 +126,29 @@ def test_accuracy_table_from_results_files(tmp_path: Path) -> None:
     assert ft["dev"] == pytest.approx(91.0) and ft["dev_std"] == pytest.approx(1.4142, abs=1e-4)
     assert p2["gap"] == pytest.approx(87.0 - 91.0) and p2["test"] == pytest.approx(81.0)
     assert cb["dev_std"] is None and cb["gap"] is None and cb["test"] is None
-    text = accuracy.render(cells)
-    assert "| CoNLL-2003 NER (entity F1) | ptv2 | 1,2 | 87.0 ± 2.8 | 81.0 ± 1.4 | -4.0 | 77,000 | 0.34% |" in text
-    assert "| CB (accuracy) | prompt | 1 | 50.0 | – | – | 6,000 |" in text
+    text = accuracy.render(cells, {"conll03": None, "cb": 28 / 56})
+    assert "| CoNLL-2003 NER (entity F1) | ptv2 | 1,2 | 87.0 ± 2.8 | – | 81.0 ± 1.4 | -4.0 | 77,000 | 0.34% |" in text
+    assert "| CB (accuracy) | prompt | 1 | 50.0 | 50.0 | – | – | 6,000 |" in text
     assert "- conll03: dev points against fine-tuning: ptv2 -4.0" in text
+
+
+def test_majority_baseline_reads_the_task_split(tmp_path: Path) -> None:
+    """Counted through the task itself: BoolQ's dev set is the held-out 30% of val (train_from_validation)."""
+    data = tmp_path / "superglue" / "BoolQ"
+    data.mkdir(parents=True)
+    labels = [True] * 70 + [False] * 30
+    data.joinpath("val.jsonl").write_text("".join(
+        json.dumps({"question": f"q{i}?", "passage": "p.", "label": lab, "idx": i}) + "\n"
+        for i, lab in enumerate(labels)))
+    args = accuracy.parse_args(["--data", str(tmp_path)])
+    held_out = accuracy.majority("boolq", args)
+    import random
+
+    order = list(range(100))
+    random.Random(0).shuffle(order)
+    expected = sum(labels[i] for i in order[70:]) / 30
+    assert held_out == pytest.approx(max(expected, 1 - expected))
+    assert accuracy.majority("conll03", args) is None  # span F1 has no majority class
 
 
 def test_accuracy_commands_and_readme_section(tmp_path: Path) -> None:

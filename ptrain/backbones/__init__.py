@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from ptrain import dropout
 from ptrain.backbones import attention
 from ptrain.backbones.base import Backbone, BertBackbone, RobertaBackbone
 from ptrain.backbones.deberta import DebertaV2Backbone
@@ -63,7 +64,8 @@ def load_backbone(cfg: Mapping[str, Any]) -> tuple[Backbone, Any]:
     Keys: `pretrained` (hub name, local dir or `bundled:minilm`), or `config` (a dict with `model_type`, built
     with random weights seeded by `init_seed`, for tests); `tokenizer` (defaults to `pretrained`);
     `attn_implementation` (sdpa | eager); `dtype`; `padding_side` (right | left, the tokenizer's);
-    `gradient_checkpointing` (recompute each layer in the backward pass); `prefix_sites` (T5 only: encoder,
+    `gradient_checkpointing` (recompute each layer in the backward pass); `dropout_impl` (fast | torch: how CPU
+    dropout masks are drawn, see ptrain/dropout.py); `prefix_sites` (T5 only: encoder,
     decoder, cross). Set by the caller: `shift_positions` (from the method) and `lm_head` (the task scores or
     generates tokens, so decoders and T5 are loaded with their LM head).
     """
@@ -110,6 +112,12 @@ def load_backbone(cfg: Mapping[str, Any]) -> tuple[Backbone, Any]:
         model = model_class.from_pretrained(pretrained, dtype=_dtype(cfg.get("dtype")), **extra)
     if cfg.get("gradient_checkpointing"):
         enable_checkpointing(model)
+    dropout_impl = cfg.get("dropout_impl") or "fast"
+    if dropout_impl not in dropout.IMPLEMENTATIONS:
+        raise ValueError(f"model.dropout_impl must be one of {', '.join(dropout.IMPLEMENTATIONS)}; "
+                         f"got {dropout_impl!r}")
+    if dropout_impl == "fast":
+        dropout.install(model)
     tok_kwargs = {"add_prefix_space": True} if hf_config.model_type in RobertaBackbone.model_types else {}
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name, **tok_kwargs)
     tokenizer.padding_side = padding_side

@@ -84,6 +84,51 @@ def widen_position_bias(module: torch.nn.Module, bias: torch.Tensor, prefix_len:
     return torch.cat([extra, bias], dim=-1)
 
 
+#: kwargs under which the CPU dropout path below defers to the stock function (features it does not implement)
+_STOCK_ONLY = ("position_bias", "softcap", "cache", "s_aux", "sliding_window")
+
+
+def cpu_dropout_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                          attention_mask: torch.Tensor | None, dropout: float, scaling: float | None = None,
+                          is_causal: bool | None = None) -> tuple[torch.Tensor, None]:
+    """SDPA's math path with `ptrain.dropout`'s cheaper masks on the attention probabilities.
+
+    On a CPU, `scaled_dot_product_attention(dropout_p > 0)` both leaves its fused kernel and draws one float per
+    probability; with a frozen backbone that keeps its dropout this was a third of a MiniLM prefix-tuning step.
+    Same conventions as transformers' `sdpa_attention_forward`: grouped KV heads repeated, `is_causal` from the
+    call or the module (top-left aligned, keys cropped to the queries as the stock function does), boolean or
+    additive masks, output [batch, query, heads, head_dim].
+    """
+    from ptrain.dropout import dropout as fast_dropout
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+    q_len = query.shape[2]
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    causal = bool(causal) and q_len > 1 and attention_mask is None
+    if causal:
+        key, value = key[:, :, :q_len], value[:, :, :q_len]
+        attention_mask = torch.ones(q_len, q_len, dtype=torch.bool, device=query.device).tril()
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scale)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = fast_dropout(probs, dropout, True)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+
+
+def _fast_dropout_applies(module: torch.nn.Module, base: str, query: torch.Tensor, kwargs: dict) -> bool:
+    return (base == "sdpa" and kwargs.get("dropout", 0.0) > 0.0 and query.device.type == "cpu"
+            and getattr(module, "ptrain_fast_dropout", False) and not kwargs.get("output_attentions")
+            and all(kwargs.get(name) is None for name in _STOCK_ONLY))
+
+
 def _make(base: str) -> Callable:
     def prefixed_attention(module, query, key, value, attention_mask, **kwargs):
         prefixes = kwargs.pop(PREFIX_KWARG, None)
@@ -101,6 +146,9 @@ def _make(base: str) -> Callable:
                 kwargs["position_bias"] = widen_position_bias(module, kwargs["position_bias"], pk.shape[2])
             key = torch.cat([pk.to(key.dtype), key], dim=2)
             value = torch.cat([pv.to(value.dtype), value], dim=2)
+        if _fast_dropout_applies(module, base, query, kwargs):
+            return cpu_dropout_attention(module, query, key, value, attention_mask, kwargs["dropout"],
+                                         kwargs.get("scaling"), kwargs.get("is_causal"))
         return _stock_function(module, base)(module, query, key, value, attention_mask, **kwargs)
 
     prefixed_attention.__name__ = f"ptrain_{base}_attention"
