@@ -103,7 +103,11 @@ def command(task: str, method: str, seed: int, args: argparse.Namespace) -> list
         cmd.append(f"task.max_train_examples={args.max_train_examples}")
     if args.limit_train_batches:
         cmd.append(f"+trainer.limit_train_batches={args.limit_train_batches}")
-    return cmd + list(args.set)
+    cmd += list(args.set)
+    for override in args.per_task.get(task, []):  # replaces the same key set above (e.g. trainer.max_epochs)
+        key = override.split("=", 1)[0]
+        cmd = [c for c in cmd if not (isinstance(c, str) and c.split("=", 1)[0] == key)] + [override]
+    return cmd
 
 
 def display(cmd: Sequence[str]) -> str:
@@ -321,6 +325,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", action="append", default=[], metavar="METHOD=LR", help="override a method's lr")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra train.py override for every run (e.g. data.batch_size=16); part of the commands shown")
+    p.add_argument("--per-task", action="append", default=[], metavar="TASK:KEY=VALUE",
+                   help="a train.py override for one task's runs only, replacing that key if set (e.g. "
+                        "rte:task.max_train_examples=1000, rte:trainer.max_epochs=4)")
     p.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--force", action="store_true", help="rerun cells whose results.json exists")
@@ -348,6 +355,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             p.error(f"--lr {item!r}: expected METHOD=LR with METHOD one of {', '.join(METHODS)}")
         lrs[method] = value
     args.lr = lrs
+    per_task: dict[str, list[str]] = {}
+    for item in args.per_task:
+        task, _, override = item.partition(":")
+        if task not in TASKS or "=" not in override:
+            p.error(f"--per-task {item!r}: expected TASK:KEY=VALUE with TASK one of {', '.join(TASKS)}")
+        per_task.setdefault(task, []).append(override)
+    args.per_task = per_task
     return args
 
 
@@ -355,7 +369,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     args = parse_args(argv)
     invocation = "python benchmarks/accuracy.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    grid = [(t, m, s) for t in args.tasks for m in args.methods for s in args.seeds]
+    # seed-major: an interrupted grid still has every (task, method) cell of the first seeds
+    grid = [(t, m, s) for s in args.seeds for t in args.tasks for m in args.methods]
     commands = [command(t, m, s, args) for t, m, s in grid]
     if args.dry_run:
         print("\n".join(display(c) for c in commands))

@@ -9,7 +9,9 @@ How it measures (see benchmarks/README.md for the reasoning):
 - Every variant is built on the same backbone weights (`load_backbone` of the same `conf/model` entry, or a
   seeded config) and trained on the same synthetic batch (fixed length, no padding, so all do the same work).
 - A step is what training does: forward, loss, backward, AdamW over the trainable parameters only (fused when
-  every parameter is on a GPU, as in `PromptTuningModule`), zero_grad.
+  every trainable parameter is on one CUDA or CPU device, as in `PromptTuningModule`), zero_grad. ptrain
+  variants draw CPU dropout masks as `train.py` does (`model.dropout_impl`, fast by default); the PEFT peers
+  keep torch's dropout, as PEFT ships.
 - Variants are interleaved in one process: each round visits them in a fresh random order and times `--steps`
   steps each, so drift of a shared machine falls on all of them alike; tables show medians over all steps.
 - Peak memory is taken in a fresh subprocess per variant (GPU: `torch.cuda.max_memory_allocated`; CPU: the

@@ -26,6 +26,7 @@ class PromptTuningModule(L.LightningModule):
         super().__init__()
         self.model, self.task, self.optim = model, task, dict(optim)
         self._metric = None
+        self.model.train()  # from_pretrained returns eval-mode modules; Lightning keeps the modes it finds
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         targets = batch.get("labels") if self.model.needs_targets else None
