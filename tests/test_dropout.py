@@ -160,3 +160,22 @@ def test_fast_path_only_in_training_on_cpu_with_attention_dropout(monkeypatch: p
     a.sum().backward()  # gradients flow through the custom attention and the masks, to the lowest layer
     query = fast.encoder.layer[0].attention.self.query.weight
     assert query.grad is not None and query.grad.abs().sum() > 0
+
+
+def test_gradient_checkpointing_replays_the_same_masks() -> None:
+    """Non-reentrant checkpointing restores the CPU RNG before recomputing a layer: the integer masks drawn again
+    must be the ones of the forward pass, or gradients would be wrong."""
+
+    def run(checkpointing: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "tiny_bert.yaml"), resolve=True)
+        cfg["gradient_checkpointing"] = checkpointing
+        model = load_backbone(cfg)[0].model.train()
+        ids = torch.randint(5, 90, (2, 9), generator=torch.Generator().manual_seed(0))
+        torch.manual_seed(5)
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+        out.sum().backward()
+        return out.detach(), model.encoder.layer[0].attention.self.query.weight.grad
+
+    plain, checkpointed = run(False), run(True)
+    torch.testing.assert_close(checkpointed[0], plain[0])
+    torch.testing.assert_close(checkpointed[1], plain[1])
