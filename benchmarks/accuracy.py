@@ -255,7 +255,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     finetune = {c["task"]: c for c in out if c["method"] == "finetune"}
     for cell in out:
         ref = finetune.get(cell["task"])
-        cell["gap"] = None if ref is None or ref["dev"] is None or cell["dev"] is None else cell["dev"] - ref["dev"]
+        cell["gap"] = (None if ref is None or ref is cell or ref["dev"] is None or cell["dev"] is None
+                       else cell["dev"] - ref["dev"])
     return out
 
 
