@@ -15,6 +15,7 @@ GPU tensors always use torch's own dropout (Philox, fused into SDPA): nothing to
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 from torch import nn
@@ -47,16 +48,10 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     words = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_()
     pairs = words.view(torch.int16).view(-1, 2)
     keep = torch.empty(pairs.shape, dtype=torch.bool, device=device)
-    low, high = (0, 1) if _little_endian() else (1, 0)
+    low, high = (0, 1) if sys.byteorder == "little" else (1, 0)
     torch.ge(pairs[:, low], 2 * t - (1 << BITS), out=keep[:, low])
     torch.ge(pairs[:, high], t, out=keep[:, high])
     return keep.view(-1)[:n].view(shape)
-
-
-def _little_endian() -> bool:
-    import sys
-
-    return sys.byteorder == "little"
 
 
 class _MaskedScale(torch.autograd.Function):
