@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +132,7 @@ def split_tokens(task_name: str, args: argparse.Namespace) -> dict[str, int]:
                  *TASKS[task_name].overrides, "run_dir=/tmp"]
     if args.max_train_examples:
         overrides.append(f"task.max_train_examples={args.max_train_examples}")
+    overrides += [o for o in args.per_task.get(task_name, []) if o.startswith("task.")]  # subsample, max_length
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     task = instantiate(cfg.task, _convert_="all")
@@ -140,6 +143,15 @@ def split_tokens(task_name: str, args: argparse.Namespace) -> dict[str, int]:
         labelled = split != "test" or task_name == "conll03"  # SuperGLUE test files carry no labels
         counts[split] = sum(len(f["input_ids"]) for f in task.encode(rows, tokenizer)) if rows and labelled else 0
     return counts
+
+
+def task_epochs(task: str, args: argparse.Namespace) -> int:
+    """The epochs a task's runs train for: its `--per-task` override, else `--epochs`, else the task's default."""
+    for override in args.per_task.get(task, []):
+        key, _, value = override.partition("=")
+        if key == "trainer.max_epochs":
+            return int(value)
+    return args.epochs or TASKS[task].epochs
 
 
 def estimate(args: argparse.Namespace, speed_json: Path) -> str:
@@ -160,7 +172,7 @@ def estimate(args: argparse.Namespace, speed_json: Path) -> str:
     lines, total = [], 0.0
     for task in args.tasks:
         counts = split_tokens(task, args)
-        epochs = args.epochs or TASKS[task].epochs
+        epochs = task_epochs(task, args)
         train_tokens = counts["train"] * padding
         if args.limit_train_batches:
             # the data module's batch size is 32 examples
@@ -331,6 +343,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "rte:task.max_train_examples=1000, rte:trainer.max_epochs=4)")
     p.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once, the cores shared equally between them (OMP_NUM_THREADS)")
     p.add_argument("--force", action="store_true", help="rerun cells whose results.json exists")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--collect-only", action="store_true", help="only rebuild the table from finished runs")
@@ -342,6 +356,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--section", default="accuracy", help="the marked README section to rewrite")
     p.add_argument("--heading", default="Accuracy on real data", help="its heading when the section is new")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs {args.jobs}: expected a positive number of runs at once")
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -366,6 +382,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_grid(grid: list[tuple[str, str, int]], commands: list[list[str]], args: argparse.Namespace) -> None:
+    """Run the unfinished cells, `--jobs` at a time, each a `train.py` subprocess logging to its run folder.
+
+    With several jobs each process gets an equal share of the cores (OMP_NUM_THREADS), so the runs side by side
+    do not oversubscribe the machine; the per-run minutes in the table are then times on that share.
+    """
+    env = dict(os.environ)
+    if args.jobs > 1:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
+
+    def run(index: int, cell: tuple[str, str, int], cmd: list[str]) -> None:
+        task, method, seed = cell
+        results = run_dir(args.out, task, method, seed) / "results.json"
+        if results.exists() and not args.force:
+            print(f"[{index}/{len(grid)}] {task} {method} s{seed}: done before, skipped", file=sys.stderr)
+            return
+        start = time.perf_counter()
+        log = results.parent / "train.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as handle:
+            done = subprocess.run(cmd, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        status = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode}, see {log})"
+        print(f"[{index}/{len(grid)}] {task} {method} s{seed}: {status} in {time.perf_counter() - start:.0f} s",
+              file=sys.stderr, flush=True)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for future in [pool.submit(run, i, cell, cmd) for i, (cell, cmd) in enumerate(zip(grid, commands), 1)]:
+            future.result()
+
+
 def main(argv: Sequence[str] | None = None) -> str:
     args = parse_args(argv)
     invocation = "python benchmarks/accuracy.py " + " ".join(
@@ -387,19 +433,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         missing = [d for d in (args.data / TASKS[t].data for t in args.tasks) if not d.is_dir()]
         if missing:
             raise SystemExit(f"data folder(s) not found: {', '.join(map(str, missing))} (set --data)")
-        for index, ((task, method, seed), cmd) in enumerate(zip(grid, commands), 1):
-            results = run_dir(args.out, task, method, seed) / "results.json"
-            if results.exists() and not args.force:
-                print(f"[{index}/{len(grid)}] {task} {method} s{seed}: done before, skipped", file=sys.stderr)
-                continue
-            start = time.perf_counter()
-            log = results.parent / "train.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with log.open("w") as handle:
-                done = subprocess.run(cmd, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
-            status = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode}, see {log})"
-            print(f"[{index}/{len(grid)}] {task} {method} s{seed}: {status} in {time.perf_counter() - start:.0f} s",
-                  file=sys.stderr)
+        run_grid(grid, commands, args)
     cells = [c for c in aggregate(collect(args.out)) if c["task"] in args.tasks and c["method"] in args.methods]
     body = write_outputs(cells, [display(c) for c in commands], invocation, args)
     print(body)

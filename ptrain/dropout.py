@@ -6,7 +6,7 @@ A frozen backbone that keeps its dropout (the official P-Tuning v2 setting) pays
 step, and it dominated the forward pass of a MiniLM prefix-tuning step (benchmarks/speed.py). Here one 32-bit
 random word gives two 15-bit uniforms, each compared with round(p * 2^15): the same Bernoulli(1 - p) keep
 decision with p rounded to a multiple of 2^-15 (0.1 -> 0.100006), from torch's seeded CPU generator, so runs
-stay reproducible. Kept values are scaled by 1 / (1 - p) as usual; the backward pass multiplies by the same
+stay reproducible. Kept values are scaled by 1 / (1 - p) as usual; the backward pass selects with the same
 saved boolean mask.
 
 GPU tensors always use torch's own dropout (Philox, fused into SDPA): nothing to gain there.
@@ -54,19 +54,17 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     return keep.view(-1)[:n].view(shape)
 
 
-class _MaskedScale(torch.autograd.Function):
-    """y = x * keep * scale, saving only the boolean mask for the backward pass (as torch's dropout does)."""
+def keep_scale(p: float) -> float:
+    """The factor kept values are multiplied by: 1 / (1 - effective_p(p))."""
+    return 1.0 / (1.0 - effective_p(p))
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:  # noqa: D102
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return x.mul(keep).mul_(scale)
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: D102
-        (keep,) = ctx.saved_tensors
-        return grad.mul(keep).mul_(ctx.scale), None, None
+def masked(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """x where `keep`, else 0, unscaled: one pass forward and one backward, saving only the boolean mask.
+
+    `x * keep` would first convert the mask to x's dtype (an extra pass each way); `torch.where` reads it as is.
+    """
+    return torch.where(keep, x, 0.0)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -77,8 +75,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         return torch.nn.functional.dropout(x, p, True)
     if p >= 1.0:
         return x * 0.0
-    keep = keep_mask(x.shape, p, x.device)
-    return _MaskedScale.apply(x, keep, 1.0 / (1.0 - effective_p(p)))
+    return masked(x, keep_mask(x.shape, p, x.device)).mul_(keep_scale(p))
 
 
 class FastDropout(nn.Dropout):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -172,3 +173,24 @@ def test_accuracy_commands_and_readme_section(tmp_path: Path) -> None:
     assert readme.read_text().count("<!-- accuracy:begin -->") == 1 and "new body" in readme.read_text()
     with pytest.raises(SystemExit):
         accuracy.parse_args(["--methods", "nope"])
+
+
+def test_accuracy_grid_runs_jobs_side_by_side_with_a_share_of_the_cores(tmp_path: Path) -> None:
+    """`--jobs 2`: both runs are alive at once (each waits for the other's mark), each with half the cores;
+    a cell whose results.json exists is skipped."""
+    args = accuracy.parse_args(["--out", str(tmp_path), "--jobs", "2"])
+    script = ("import os, sys, time, pathlib; me, other = map(pathlib.Path, sys.argv[1:]); me.touch(); "
+              "end = time.time() + 60\nwhile not other.exists() and time.time() < end: time.sleep(0.05)\n"
+              "print(os.environ.get('OMP_NUM_THREADS'), other.exists())")
+    a, b = tmp_path / "a.mark", tmp_path / "b.mark"
+    grid = [("rte", "head", 1), ("rte", "ptv2", 1), ("cb", "head", 1)]
+    commands = [[sys.executable, "-c", script, str(a), str(b)], [sys.executable, "-c", script, str(b), str(a)],
+                [sys.executable, "-c", "raise SystemExit('must be skipped')"]]
+    _write_result(tmp_path, "cb", "head", 1, 0.5, None, 10, 0.1)
+    accuracy.run_grid(grid, commands, args)
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    for method in ("head", "ptv2"):
+        assert (tmp_path / "rte" / method / "s1" / "train.log").read_text().split() == [share, "True"]
+    assert not (tmp_path / "cb" / "head" / "s1" / "train.log").exists()
+    with pytest.raises(SystemExit):
+        accuracy.parse_args(["--jobs", "0"])
