@@ -20,7 +20,10 @@ def wandb_logged_in() -> bool:
         return False
 
 
-def make_logger(cfg: Mapping[str, Any], run_dir: Path, run_name: str, config: dict) -> Logger | None:
+def make_logger(cfg: Mapping[str, Any], run_dir: Path, run_name: str, config: dict,
+                cell: str | None = None) -> Logger | None:
+    """The configured logger; W&B runs are grouped by `logger.group` (the experiment) and, inside a group, by
+    job type = the grid cell, so seeds of one (task, method, model) aggregate in the W&B UI."""
     kind = cfg.get("name", "none")
     if kind == "none":
         return None
@@ -32,6 +35,7 @@ def make_logger(cfg: Mapping[str, Any], run_dir: Path, run_name: str, config: di
         mode = cfg.get("mode") or ("online" if wandb_logged_in() else "offline")
         logger = WandbLogger(project=cfg.get("project", "ptrain"), entity=cfg.get("entity"),
                              group=cfg.get("group"), name=cfg.get("run_name") or run_name,
+                             job_type=cfg.get("job_type") or cell,
                              tags=list(cfg.get("tags") or []), save_dir=str(run_dir), mode=mode)
         logger.log_hyperparams(config)
         return logger

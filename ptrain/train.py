@@ -74,8 +74,8 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any],
     module = PromptTuningModule(model, task, OmegaConf.to_container(cfg.optim, resolve=True))
 
     config = OmegaConf.to_container(cfg, resolve=True)
-    run_name = f"{cfg.task.name}-{cfg.method.name}-{cfg.model.name}-s{cfg.seed}"
-    logger = make_logger(cfg.logger, run_dir, run_name, config)
+    cell = f"{cfg.task.name}-{cfg.method.name}-{cfg.model.name}"
+    logger = make_logger(cfg.logger, run_dir, f"{cell}-s{cfg.seed}", config, cell=cell)
     if logger is not None:
         logger.log_metrics({k: float(v) for k, v in summary.items()}, step=0)
     monitor = f"val/{task.main_metric}"

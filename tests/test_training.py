@@ -91,6 +91,9 @@ def test_wandb_logs_offline_without_login(tmp_path, monkeypatch) -> None:
     results, _, trainer = run(compose_run(tmp_path / "run", "logger=wandb", "trainer.max_epochs=1"))
     offline = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert offline, "expected an offline W&B run directory"
+    experiment = trainer.logger.experiment  # grouped by experiment, then by cell (the seeds of one cell)
+    cell = f"{results['task']}-{results['method']}-{results['model']}"
+    assert experiment.job_type == cell and experiment.name == f"{cell}-s{results['seed']}"
     assert results["metrics"]["val/f1"] >= 0
 
 
