@@ -434,8 +434,12 @@ def main(argv: Sequence[str] | None = None) -> str:
         if missing:
             raise SystemExit(f"data folder(s) not found: {', '.join(map(str, missing))} (set --data)")
         run_grid(grid, commands, args)
-    cells = [c for c in aggregate(collect(args.out)) if c["task"] in args.tasks and c["method"] in args.methods]
-    body = write_outputs(cells, [display(c) for c in commands], invocation, args)
+    # the table and the commands shown cover the requested cells that finished, nothing else under --out
+    finished = [(cell, cmd) for cell, cmd in zip(grid, commands)
+                if (run_dir(args.out, *cell) / "results.json").exists()]
+    done = {cell for cell, _ in finished}
+    runs = [r for r in collect(args.out) if (r["task"], r["method"], r["seed"]) in done]
+    body = write_outputs(aggregate(runs), [display(cmd) for _, cmd in finished], invocation, args)
     print(body)
     return body
 

@@ -165,10 +165,14 @@ def test_accuracy_commands_and_readme_section(tmp_path: Path) -> None:
     readme.write_text("# x\n")
     args.readme = readme
     _write_result(tmp_path, "boolq", "ptv2_nodrop", 3, 0.7, None, 10, 0.1)
-    accuracy.main(["--collect-only", "--tasks", "boolq", "--methods", "ptv2_nodrop", "--seeds", "3",
+    _write_result(tmp_path, "boolq", "ptv2_nodrop", 4, 0.5, None, 10, 0.1)  # a seed not asked for
+    accuracy.main(["--collect-only", "--tasks", "boolq", "--methods", "ptv2_nodrop", "--seeds", "3,5",
                    "--out", str(tmp_path), "--readme", str(readme)])
     text = readme.read_text()
     assert "<!-- accuracy:begin -->" in text and "| BoolQ" in text and "method.backbone_dropout=false" in text
+    # seed 4 was not asked for, seed 5 never ran: the table is seed 3 alone, and so is the command list
+    assert "| ptv2_nodrop | 3 | 70.0 |" in text and "The 1 train.py commands" in text
+    assert "seed=3" in text and "seed=5" not in text
     replace_section(readme, "accuracy", "new body")
     assert readme.read_text().count("<!-- accuracy:begin -->") == 1 and "new body" in readme.read_text()
     with pytest.raises(SystemExit):
