@@ -127,7 +127,7 @@ def cpu_dropout_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
 
 
 def _fast_dropout_applies(module: torch.nn.Module, base: str, query: torch.Tensor, kwargs: dict) -> bool:
-    return (base == "sdpa" and kwargs.get("dropout", 0.0) > 0.0 and query.device.type == "cpu"
+    return (base == "sdpa" and 0.0 < kwargs.get("dropout", 0.0) < 1.0 and query.device.type == "cpu"
             and getattr(module, "ptrain_fast_dropout", False) and not kwargs.get("output_attentions")
             and all(kwargs.get(name) is None for name in _STOCK_ONLY))
 
