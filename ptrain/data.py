@@ -83,6 +83,15 @@ class LengthGroupedBatches(Sampler[list[int]]):
         return -(-len(self.lengths) // self.batch_size) // self._rank_world()[1]
 
 
+def feature_length(feature: dict) -> int:
+    """Tokens of a feature; for a feature of several rows (multiple choice) its longest row, which is what its
+    rows are padded to in a batch."""
+    ids = feature["input_ids"]
+    if ids and isinstance(ids[0], list):
+        return max(len(row) for row in ids)
+    return len(ids)
+
+
 def _tokenizer_fingerprint(tokenizer: Any) -> str:
     state = f"{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}|{tokenizer.padding_side}"
     return hashlib.sha1(state.encode()).hexdigest()[:12]
@@ -133,7 +142,7 @@ class TaskDataModule(L.LightningDataModule):
             return None
         collate = partial(self.task.collate, pad_id=self.tokenizer.pad_token_id or 0)
         if train:
-            self.train_sampler = LengthGroupedBatches([len(f["input_ids"]) for f in features], self.batch_size,
+            self.train_sampler = LengthGroupedBatches([feature_length(f) for f in features], self.batch_size,
                                                       self.seed, group=self.group_by_length)
             if self.resume_at[0] >= 0:  # restoring: Lightning iterates before it calls set_epoch
                 self.train_sampler.resume_at = self.resume_at

@@ -75,16 +75,16 @@ def test_speed_targets_and_ratios_from_known_samples() -> None:
     results = {"config": {"batch": 4, "seq": 10, "num_layers": 4, "peak_tflops": None}, "variants": {}}
 
     def row(ms: float, peer: str | None = None, peak: int = 100, grad_from: int | None = 0,
-            prefix_layers: list[int] | None = None, bwd: float | None = None) -> dict:
+            prefix_layers: list[int] | None = None, bwd: float | None = None, flops: float = 1e9) -> dict:
         bwd = ms / 2 if bwd is None else bwd
         sample = ((ms - bwd) / 1000, bwd / 1000, 0.0)  # forward + backward + optimizer = ms
-        return {"label": "x", "peer": peer, "trainable": 1, "total": 2, "grad_from": grad_from, "flops": 1e9,
+        return {"label": "x", "peer": peer, "trainable": 1, "total": 2, "grad_from": grad_from, "flops": flops,
                 "prefix_layers": prefix_layers or [], "samples": [(*sample, r) for r in range(3)],
                 "memory": {"peak_bytes": peak, "resident_bytes": 10, "method": "test"}}
 
     results["variants"] = {
         "finetune": row(1000, peak=1000, bwd=600), "head": row(200, grad_from=None, bwd=10),
-        "ptv2": row(600, "peft_prefix", peak=500, prefix_layers=[0, 1, 2, 3], bwd=410),
+        "ptv2": row(600, "peft_prefix", peak=500, prefix_layers=[0, 1, 2, 3], bwd=410, flops=0.66e9),
         "ptv2_upper": row(400, peak=450, grad_from=2, prefix_layers=[2, 3], bwd=210),
         "peft_prefix": row(750, peak=520, bwd=400),
     }
@@ -94,7 +94,10 @@ def test_speed_targets_and_ratios_from_known_samples() -> None:
     assert v["ptv2"]["vs_peft"] == pytest.approx(1.25)
     assert v["ptv2"]["tokens_per_s"] == pytest.approx(40 / 0.6)
     checks = {t["target"]: t for t in results["targets"]}
-    assert checks["ptv2 step time <= 0.65 x finetune"]["ok"]
+    assert checks["ptv2 step time <= 0.65 x finetune (its model FLOPs are 0.66 x finetune's)"]["ok"]
+    assert v["ptv2"]["flops_x_finetune"] == pytest.approx(0.66)
+    rate = checks["ptv2 model FLOP/s >= finetune's (needed for 0.65: 1.02)"]
+    assert rate["value"] == pytest.approx(0.66 / 0.6) and rate["ok"]
     assert checks["ptv2 throughput >= 1.15 x peft_prefix (same work)"]["ok"]
     assert checks["ptv2 peak memory <= 0.6 x finetune"]["value"] == pytest.approx(0.5)
     assert checks["ptv2 upper half: no backward below its lowest prefix layer"]["ok"]

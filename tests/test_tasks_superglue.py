@@ -80,6 +80,22 @@ def test_copa_collates_choices_example_major_and_scores_by_reshape(data, tokeniz
     assert metric.compute() == {"accuracy": pytest.approx(0.5)}
 
 
+def test_copa_batches_are_grouped_by_their_longest_choice(data, tokenizer) -> None:
+    """Length-grouped batching must see a choice feature's padded length, not its number of choices."""
+    from ptrain.data import TaskDataModule, feature_length
+
+    task = _task("copa", data["copa"])
+    features = task.encode(task.examples("train"), tokenizer)
+    assert feature_length(features[0]) == max(len(row) for row in features[0]["input_ids"])
+    assert feature_length({"input_ids": [5, 6, 7]}) == 3
+    module = TaskDataModule(task, tokenizer, batch_size=4)
+    module.features = {"train": features}
+    module._loader("train", train=True)
+    lengths = module.train_sampler.lengths
+    assert lengths == [max(len(row) for row in f["input_ids"]) for f in features]
+    assert len(set(lengths)) > 1, "the fixture's choices differ in length, so the sampler has something to group"
+
+
 # ---- WiC / WSC: positions are part of the input ------------------------------------------------------------
 def test_mark_helpers_by_hand() -> None:
     sentence = "The bank by the river bank."
