@@ -34,8 +34,9 @@ def test_speed_runs_every_variant_on_a_tiny_backbone(tmp_path: Path) -> None:
     # the same prefix parameters as PEFT's (2 layers x 2 (k, v) x 16 tokens x 64 hidden) + the same head
     head_params = rows["head"]["trainable"]
     assert rows["ptv2"]["trainable"] - head_params == rows["peft_prefix"]["trainable"] - head_params == 2 * 2 * 16 * 64
-    assert {t["target"] for t in results["targets"]} >= {
-        "ptv2 step time <= 0.65 x finetune", "ptv2 upper half: no backward below its lowest prefix layer"}
+    names = [t["target"] for t in results["targets"]]
+    assert any(name.startswith("ptv2 step time <= 0.65 x finetune (its model FLOPs are 0.") for name in names)
+    assert "ptv2 upper half: no backward below its lowest prefix layer" in names
     saved = json.loads((tmp_path / "speed-tiny_bert-cpu.json").read_text())
     assert saved["config"]["batch"] == 2
     assert "| ptv2 (all layers, P) |" in (tmp_path / "speed-tiny_bert-cpu.md").read_text()
