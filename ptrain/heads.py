@@ -34,6 +34,24 @@ class SequenceHead(nn.Module):
         return self.classifier(self.dropout(pool(hidden, attention_mask, self.pooling)))
 
 
+class PairHead(nn.Module):
+    """Siamese pairs: rows 2i and 2i+1 are example i's two segments, each encoded alone. Pool each, then
+    classify (u, v, |u - v|, u * v) (Reimers & Gurevych 2019): logits [B, num_labels]."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1, pooling: str = "mean") -> None:
+        super().__init__()
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(4 * hidden_size, num_labels)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = pool(hidden, attention_mask, self.pooling)
+        if pooled.shape[0] % 2:
+            raise ValueError(f"the pair head reads rows two by two; got {pooled.shape[0]} rows")
+        u, v = pooled[0::2], pooled[1::2]
+        return self.classifier(self.dropout(torch.cat([u, v, (u - v).abs(), u * v], dim=-1)))
+
+
 class TokenHead(nn.Module):
     """Dropout, linear per token: logits [B, T, num_labels], aligned with the real input tokens."""
 
@@ -81,8 +99,10 @@ LM_HEAD_KINDS = ("lm", "generate")
 def build_head(kind: str, hidden_size: int, num_labels: int, dropout: float, pooling: str) -> nn.Module:
     if kind in ("sequence", "choice"):
         return SequenceHead(hidden_size, 1 if kind == "choice" else num_labels, dropout, pooling)
+    if kind == "pair":
+        return PairHead(hidden_size, num_labels, dropout, pooling)
     if kind == "token":
         return TokenHead(hidden_size, num_labels, dropout)
     if kind in LM_HEAD_KINDS:
         return LMHead(kind)
-    raise ValueError(f"unknown head kind {kind!r}; expected sequence, choice, token, lm or generate")
+    raise ValueError(f"unknown head kind {kind!r}; expected sequence, choice, pair, token, lm or generate")

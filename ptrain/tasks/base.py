@@ -139,6 +139,19 @@ class Task:
             batch[key] = torch.tensor(values)
         return batch
 
+    def collate_rows(self, features: list[dict], pad_id: int) -> dict[str, Any]:
+        """Features that hold several token rows each (choices, siamese segments) -> one [B*R, T] batch,
+        example-major; `labels` and meta keys stay one per example."""
+        keep = {"labels", *self.meta_keys}
+        rows = [{key: value[r] for key, value in f.items() if key not in keep}
+                for f in features for r in range(len(f["input_ids"]))]
+        batch = Task.collate(self, rows, pad_id)
+        batch["labels"] = torch.tensor([f["labels"] for f in features])
+        for key in self.meta_keys:
+            if key in features[0]:
+                batch[key] = [f[key] for f in features]
+        return batch
+
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         labels = batch["labels"]
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)

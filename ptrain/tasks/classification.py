@@ -8,6 +8,9 @@ from ptrain.metrics.classification import ClassificationScores
 from ptrain.readers.errors import DataFormatError
 from ptrain.tasks.base import Task
 
+#: how a sentence pair meets the backbone (see ClassificationTask)
+PAIR_ENCODINGS = ("cross", "siamese")
+
 
 class ClassificationTask(Task):
     """`text_fields`: one or two example fields fed to the tokenizer as a (pair of) segment(s).
@@ -15,6 +18,12 @@ class ClassificationTask(Task):
     `format` picks the reader: `superglue` (official jsonl, via `ptrain.readers.superglue`), `glue_tsv`
     (GLUE tsv with a header), or `hub` (`datasets.load_dataset(**task.hub)`). `labels` are the label strings
     in logit order; `f1` adds macro (CB) or binary (MRPC) F1 to accuracy.
+
+    `pair_encoding` says how two segments meet the backbone. `cross` (default, the paper's setting): one sequence
+    in the tokenizer's pair format, so attention runs across the segments. `siamese`: each segment is encoded
+    alone (as two rows of the batch, each with the prompt or prefix) and the `pair` head compares the two pooled
+    vectors, as sentence-transformers models such as MiniLM were trained; with such a backbone the frozen
+    methods start from features that already relate the two sentences.
     """
 
     head_kind = "sequence"
@@ -23,8 +32,18 @@ class ClassificationTask(Task):
                  data_dir: str | None = None, max_length: int = 128, hub: dict | None = None,
                  files: dict[str, str] | None = None, label_field: str = "label", f1: str | None = None,
                  main_metric: str = "accuracy", pooling: str | None = None, reader: str | None = None,
-                 train_from_validation: float | None = None, max_train_examples: int | None = None) -> None:
+                 train_from_validation: float | None = None, max_train_examples: int | None = None,
+                 pair_encoding: str = "cross") -> None:
         super().__init__(name, data_dir, max_length, hub, files, train_from_validation, max_train_examples)
+        if pair_encoding not in PAIR_ENCODINGS:
+            raise ValueError(f"task.pair_encoding must be one of {', '.join(PAIR_ENCODINGS)}; got {pair_encoding!r}")
+        if pair_encoding == "siamese":
+            if len(text_fields) != 2:
+                raise ValueError(f"task.pair_encoding=siamese encodes two segments apart, but task {name} has "
+                                 f"task.text_fields={list(text_fields)} ({len(text_fields)} field(s)); "
+                                 "use pair_encoding=cross")
+            self.head_kind = "pair"  # the pooled segments are compared by the pair head
+        self.pair_encoding = pair_encoding
         self._labels = [str(label) for label in labels]
         self.text_fields = list(text_fields)
         self.format = format
@@ -39,7 +58,10 @@ class ClassificationTask(Task):
         return self._labels
 
     def extra_fingerprint(self) -> dict:
-        return {"text_fields": self.text_fields, "format": self.format}
+        state = {"text_fields": self.text_fields, "format": self.format}
+        if self.pair_encoding != "cross":  # absent for cross, so existing cache keys stay valid
+            state["pair_encoding"] = self.pair_encoding
+        return state
 
     def read(self, split: str) -> list[dict] | None:
         if self.data_dir is None:
@@ -84,14 +106,26 @@ class ClassificationTask(Task):
     def encode(self, examples: list[dict], tokenizer: Any) -> list[dict]:
         index = {label: i for i, label in enumerate(self.labels)}
         texts = [[str(e[field]) for e in examples] for field in self.text_fields]
-        encoded = tokenizer(*texts, truncation=True, max_length=self.max_length)
+        if self.pair_encoding == "siamese":  # each segment alone; a feature holds its two rows
+            segments = [tokenizer(column, truncation=True, max_length=self.max_length) for column in texts]
+        else:
+            segments = [tokenizer(*texts, truncation=True, max_length=self.max_length)]
         features = []
         for row, example in enumerate(examples):
-            feature = {key: encoded[key][row] for key in encoded}
+            if self.pair_encoding == "siamese":
+                feature = {key: [encoded[key][row] for encoded in segments] for key in segments[0]}
+            else:
+                feature = {key: segments[0][key][row] for key in segments[0]}
             label = example.get(self.label_field)
             feature["labels"] = -100 if label is None else index[str(label)]  # -100: unlabelled test split
             features.append(feature)
         return features
+
+    def collate(self, features: list[dict], pad_id: int) -> dict[str, Any]:
+        """Siamese: B features of two segments -> [2B, T] rows (example-major: a0, b0, a1, b1, ...)."""
+        if self.pair_encoding != "siamese":
+            return super().collate(features, pad_id)
+        return self.collate_rows(features, pad_id)
 
     def metric(self) -> Any:
         return _SequenceMetric(self.num_labels, self.f1)

@@ -92,11 +92,7 @@ class MultipleChoiceTask(Task):
 
     def collate(self, features: list[dict], pad_id: int) -> dict[str, Any]:
         """B examples of C choices -> [B*C, T] rows (example-major), labels [B]."""
-        rows = [{key: value[c] for key, value in f.items() if key != "labels"}
-                for f in features for c in range(len(f["input_ids"]))]
-        batch = super().collate(rows, pad_id)
-        batch["labels"] = torch.tensor([f["labels"] for f in features])
-        return batch
+        return self.collate_rows(features, pad_id)
 
     def choice_scores(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """[B*C, 1] row scores -> [B, C]."""
