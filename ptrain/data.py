@@ -84,7 +84,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
 
 
 def feature_length(feature: dict) -> int:
-    """Tokens of a feature; for a feature of several rows (multiple choice) its longest row, which is what its
+    """Tokens of a feature; for a feature of several rows (choices, siamese segments) its longest row, which is what its
     rows are padded to in a batch."""
     ids = feature["input_ids"]
     if ids and isinstance(ids[0], list):
