@@ -33,14 +33,21 @@ def test_real_conll_alignment_keeps_one_label_per_word(shared_data) -> None:
 
 
 def test_short_max_length_counts_dropped_entities(shared_data, caplog) -> None:
+    from seqeval.metrics.sequence_labeling import get_entities
+
     _, tokenizer = load_backbone({"pretrained": "bundled:minilm"})
     task = NERTask("conll03", str(shared_data / "conll2003"), labels=CONLL_LABELS, max_length=8)
     examples = task.read("validation")[:200]
-    expected = 0
+    expected, whole = 0, 0
     for example, feature in zip(examples, task.encode(examples, tokenizer)):
-        kept = sum(1 for x in feature["labels"] if x != -100)
-        expected += sum(1 for tag in example["tags"][kept:] if tag != "O")
-    assert expected > 0 and task.truncated_words == expected
+        ids = tokenizer(example["tokens"], is_split_into_words=True, truncation=True, max_length=8).word_ids()
+        kept = {w for w in ids if w is not None}
+        expected += sum(1 for i, tag in enumerate(example["tags"]) if tag != "O" and i not in kept)
+        inside = [e for e in get_entities(example["tags"]) if kept >= set(range(e[1], e[2] + 1))]
+        scored = get_entities([CONLL_LABELS[x] for x in feature["labels"] if x != -100])
+        assert scored == inside  # a cut entity is not scored as a shorter one
+        whole += len(inside)
+    assert expected > 0 and whole > 0 and task.truncated_words == expected
     assert f"dropped {expected} labelled (non-O) words" in caplog.text
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _task_utils import METHODS, train_briefly
+from _task_utils import METHODS, LogCapture, train_briefly
 from _train_utils import compose_run
 from hydra.utils import instantiate
 
@@ -93,3 +93,28 @@ def test_ontonotes_unknown_label_and_bad_format_are_named(tmp_path) -> None:
         task.examples("validation")
     with pytest.raises(ValueError, match="task.format must be conll"):
         NERTask("x", str(tmp_path), format="conllx")
+
+
+CUT = {"tokens": ["Paris", "\xad", "John", "Ronald", "Reuel", "Tolkien", "wrote", "New", "\u200b", "York"],
+       "tags": ["B-LOC", "B-MISC", "B-PER", "I-PER", "I-PER", "I-PER", "O", "B-LOC", "I-LOC", "I-LOC"]}
+
+
+@pytest.mark.parametrize(("max_length", "scored", "dropped", "cut"), [
+    # no truncation: the soft hyphen and the zero-width space have no token; "New York" loses a word
+    (64, ["B-LOC", "B-PER", "I-PER", "I-PER", "I-PER", "O"], 2, 2),
+    # [CLS] paris john ronald re ##uel [SEP]: the name is cut after "Reuel" and is not scored as a 3-word PER
+    (7, ["B-LOC"], 5, 3),
+])
+def test_words_without_a_token_and_the_entities_they_cut_are_not_scored(ner_dirs, max_length, scored, dropped,
+                                                                          cut) -> None:
+    from transformers import AutoTokenizer
+
+    from ptrain.backbones import resolve_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_path("bundled:minilm"))
+    task = _task("conll03", ner_dirs["conll03"], f"task.max_length={max_length}")
+    with LogCapture("ptrain.tasks.token") as log:
+        feature = task.encode([CUT], tokenizer)[0]
+    assert [task.labels[x] for x in feature["labels"] if x != -100] == scored
+    assert task.truncated_words == dropped
+    assert f"dropped {dropped} labelled (non-O) words" in log.text and f"the {cut} spans" in log.text

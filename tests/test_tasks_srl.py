@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from transformers import AutoTokenizer
 
 from ptrain.backbones import resolve_path
+from ptrain.metrics.spans import srl_span_f1
 from ptrain.readers.errors import DataFormatError
 from ptrain.tasks.srl import SRLTask
 from ptrain.testing.fixtures import write_srl
@@ -70,19 +71,36 @@ def test_official_input_cannot_tell_repeated_predicates_apart_but_a_marker_can(s
     assert [marked.labels[x] for x in b["labels"] if x != -100] == SENTENCE["tags"]  # markers unlabelled
 
 
-def test_truncation_that_drops_arguments_is_counted_and_warned(srl_dirs, tokenizer) -> None:
-    task = _task(srl_dirs["conll05"], "conll05", "task.max_length=8")
-    words = "Mary said that John bought the old red car in Paris yesterday ."
-    long = {"tokens": words.split(" "),
-            "predicate_index": 4, "subset": "",
-            "tags": ["O", "O", "O", "B-A0", "B-V", "B-A1", "I-A1", "I-A1", "I-A1", "B-AM-LOC", "I-AM-LOC",
-                     "B-AM-TMP", "O"]}
+LONG_TEXT = "Mary said that John bought the old red car in Paris yesterday ."
+LONG = {"tokens": LONG_TEXT.split(" "),
+        "predicate_index": 4, "subset": "",
+        "tags": ["O", "O", "O", "B-A0", "B-V", "B-A1", "I-A1", "I-A1", "I-A1", "B-AM-LOC", "I-AM-LOC", "B-AM-TMP",
+                 "O"]}
+
+
+@pytest.mark.parametrize(("max_length", "kept", "dropped", "cut"), [
+    (8, 4, 8, 4),    # mary said that john | V, A1, AM-LOC, AM-TMP gone whole
+    (11, 7, 5, 3),   # ... bought the old | A1 cut after "old": "the old" must not be scored as an A1
+])
+def test_truncation_that_drops_arguments_is_counted_and_warned(srl_dirs, tokenizer, max_length, kept, dropped,
+                                                                cut) -> None:
+    task = _task(srl_dirs["conll05"], "conll05", f"task.max_length={max_length}")
     with LogCapture("ptrain.tasks.srl") as log:
-        feature = task.encode([long], tokenizer)[0]
-    kept = sum(1 for x in feature["labels"] if x != -100)
-    expected = sum(1 for tag in long["tags"][kept:] if tag != "O")
-    assert kept < len(long["tokens"]) and expected > 0 and task.truncated_words == expected
-    assert f"dropped {expected} labelled (non-O) words" in log.text
+        feature = task.encode([LONG], tokenizer)[0]
+    words = [w.lower() for w in LONG["tokens"][:kept]]
+    assert tokenizer.convert_ids_to_tokens(feature["input_ids"]) == ["[CLS]", *words, "[SEP]", "bought", "[SEP]"]
+    whole = [tag if not tag.endswith("A1") else None for tag in LONG["tags"][:kept]]  # a cut A1 is masked out
+    assert [task.labels[x] if x != -100 else None for x in feature["labels"][1:kept + 1]] == whole
+    assert task.truncated_words == dropped
+    assert f"dropped {dropped} labelled (non-O) words" in log.text and f"the {cut} spans" in log.text
+
+
+def test_continuation_of_the_predicate_is_not_scored() -> None:
+    """srl-eval.pl merges C-V into V and leaves V out: a missed particle costs nothing, a spurious one neither."""
+    gold = [["B-A0", "B-V", "B-A1", "I-A1", "B-C-V"]]
+    assert srl_span_f1(gold, [["B-A0", "B-V", "B-A1", "I-A1", "O"]])["f1"] == 1.0
+    assert srl_span_f1([["B-A0", "B-V", "O"]], [["B-A0", "B-V", "B-C-V"]])["f1"] == 1.0
+    assert srl_span_f1(gold, [["B-A0", "B-V", "B-A1", "I-A1", "O"]], ignore_labels=("V",))["recall"] == 2 / 3
 
 
 def test_span_metric_by_hand_per_test_set(srl_dirs) -> None:

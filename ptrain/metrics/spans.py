@@ -5,7 +5,8 @@ boundaries match a gold argument exactly. Spans are read from BIO tags the way `
 ``I-X`` that does not continue an ``X`` span (after ``O``, at the start, or after another role) opens a
 new span instead of being dropped, so ill-formed model output is still scored.
 
-The predicate span ``V`` is excluded by default, as the CoNLL-2005 scorer (``srl-eval.pl``) scores
+The predicate span ``V`` and its continuation ``C-V`` (a particle of a phrasal verb) are excluded by default:
+the CoNLL-2005 scorer (``srl-eval.pl``) merges every ``C-X`` into its ``X`` and leaves ``V`` out, scoring
 arguments only. Unlike ``srl-eval.pl``, continuation (``C-A1``) and reference (``R-A0``) roles are scored
 as roles of their own rather than merged with their base argument; P-Tuning v2 (which uses seqeval over
 all tags, ``V`` included) also scores them separately, so numbers are comparable to it with
@@ -45,7 +46,7 @@ def bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
 def srl_span_f1(
     gold_seqs: Iterable[Sequence[str]],
     pred_seqs: Iterable[Sequence[str]],
-    ignore_labels: Sequence[str] = ("V",),
+    ignore_labels: Sequence[str] = ("V", "C-V"),
 ) -> dict[str, float]:
     """Micro-averaged span ``precision``, ``recall``, ``f1`` (fractions) plus the ``n_gold``, ``n_pred``,
     ``n_correct`` counts, over all sequences; spans whose role is in ``ignore_labels`` are left out."""

@@ -18,16 +18,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ptrain.metrics.spans import srl_span_f1
+from ptrain.metrics.spans import bio_spans, srl_span_f1
 from ptrain.readers.conll import label_set
 from ptrain.readers.errors import DataFormatError
 from ptrain.tasks.base import Task
+from ptrain.tasks.word_labels import unscored_words, warn_unscored
 
 log = logging.getLogger(__name__)
 
 
 class SRLTask(Task):
-    """`ignore_labels`: roles left out of the span F1 (default `[V]`, the predicate, as the CoNLL scorer);
+    """`ignore_labels`: roles left out of the span F1 (default `[V, C-V]`, the predicate and its continuation, as
+    the CoNLL scorer, which merges C-V into V and excludes V);
     `labels=null` reads the tag set from the data files (train first)."""
 
     head_kind = "token"
@@ -44,7 +46,7 @@ class SRLTask(Task):
             raise ValueError(f"task {name}: SRL reads the P-tuning v2 data pack; set task.data_dir")
         self.extra_test = dict(extra_test or {})
         self._labels = list(labels) if labels else None
-        self.ignore_labels = list(ignore_labels) if ignore_labels is not None else ["V"]
+        self.ignore_labels = list(ignore_labels) if ignore_labels is not None else ["V", "C-V"]
         self.predicate_marker = predicate_marker
         self.truncated_words = 0
 
@@ -110,23 +112,22 @@ class SRLTask(Task):
         encoded = tokenizer([words for words, _ in segments],
                             [[e["tokens"][e["predicate_index"]]] for e in examples],
                             is_split_into_words=True, truncation="only_first", max_length=self.max_length)
-        features, dropped = [], 0
+        features, dropped, cut = [], 0, 0
         for row, example in enumerate(examples):
             sequence, origin = encoded.sequence_ids(row), segments[row][1]
-            labels, previous, kept = [], None, set()
-            for position, word in enumerate(encoded.word_ids(row)):
-                token = origin[word] if word is not None and sequence[position] == 0 else None
-                labels.append(index[example["tags"][token]] if token is not None and word != previous else -100)
-                previous = word if sequence[position] == 0 else None
-                if token is not None:
-                    kept.add(token)
-            dropped += sum(1 for i, tag in enumerate(example["tags"]) if tag != "O" and i not in kept)
+            tokens = [origin[word] if word is not None and sequence[position] == 0 else None
+                      for position, word in enumerate(encoded.word_ids(row))]
+            missing, spans, rest = unscored_words(example["tags"], set(tokens) - {None}, bio_spans)
+            dropped, cut = dropped + missing, cut + spans
+            labels, previous = [], None
+            for token in tokens:
+                first = token is not None and token != previous and token not in rest
+                labels.append(index[example["tags"][token]] if first else -100)
+                previous = token
             feature = {key: encoded[key][row] for key in encoded}
             feature.update(labels=labels, subset=example.get("subset", ""))
             features.append(feature)
-        if dropped:
-            log.warning("task %s: truncation at task.max_length=%d dropped %d labelled (non-O) words; "
-                        "they are not scored", self.name, self.max_length, dropped)
+        warn_unscored(log, self.name, self.max_length, dropped, cut)
         self.truncated_words += dropped
         return features
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from seqeval.metrics.sequence_labeling import get_entities
+
 from ptrain.metrics.ner import EntityF1
 from ptrain.readers.conll import label_set, read_conll
 from ptrain.readers.errors import DataFormatError
 from ptrain.readers.ontonotes import read_ontonotes
 from ptrain.tasks.base import Task
+from ptrain.tasks.word_labels import unscored_words, warn_unscored
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +79,20 @@ class NERTask(Task):
         index = {label: i for i, label in enumerate(self.labels)}
         encoded = tokenizer([e["tokens"] for e in examples], is_split_into_words=True, truncation=True,
                             max_length=self.max_length)
-        features, dropped = [], 0
+        features, dropped, cut = [], 0, 0
         for row, example in enumerate(examples):
             word_ids = encoded.word_ids(row)
+            missing, spans, rest = unscored_words(example["tags"], set(word_ids) - {None}, get_entities)
+            dropped, cut = dropped + missing, cut + spans
             labels, previous = [], None
             for word in word_ids:
-                labels.append(-100 if word is None or word == previous else index[example["tags"][word]])
+                first = word is not None and word != previous and word not in rest
+                labels.append(index[example["tags"][word]] if first else -100)
                 previous = word
-            kept = len({w for w in word_ids if w is not None})
-            dropped += sum(1 for tag in example["tags"][kept:] if tag != "O")
             feature = {key: encoded[key][row] for key in encoded}
             feature["labels"] = labels
             features.append(feature)
-        if dropped:
-            log.warning("task %s: truncation at task.max_length=%d dropped %d labelled (non-O) words; "
-                        "they are not scored", self.name, self.max_length, dropped)
+        warn_unscored(log, self.name, self.max_length, dropped, cut)
         self.truncated_words += dropped
         return features
 

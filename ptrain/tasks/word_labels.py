@@ -1,0 +1,40 @@
+"""Word-level gold tags on a sub-word input: which labelled words have no token, and which spans that cuts.
+
+A word has no token when truncation cut it off or the tokenizer made nothing of it (a soft hyphen, a zero-width
+space). Its own label cannot be scored, and neither can the entity or argument it belongs to: scoring the kept
+rest of that span would grade a shorter span as gold (a prediction of "John Ronald" would count as a hit for
+the four-word name it was cut from). Such spans are left out whole, of training labels and of the score alike,
+and both counts are reported so the loss is never silent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Sequence
+
+#: a function giving the (label, start, end) spans, end inclusive, of one tag sequence
+SpanReader = Callable[[Sequence[str]], list[tuple[str, int, int]]]
+
+
+def unscored_words(tags: Sequence[str], kept: Collection[int],
+                   spans: SpanReader) -> tuple[int, int, set[int]]:
+    """(labelled words without a token, spans they cut, kept words of those spans).
+
+    `kept` holds the indices of the words that have a token in the input; the third value is the set of words
+    whose labels must be masked out (-100) so that the cut spans are not scored at all.
+    """
+    missing = sum(1 for i, tag in enumerate(tags) if tag != "O" and i not in kept)
+    if not missing:
+        return 0, 0, set()
+    cut = [(start, end) for _, start, end in spans(tags)
+           if any(i not in kept for i in range(start, end + 1))]
+    rest = {i for start, end in cut for i in range(start, end + 1) if i in kept}
+    return missing, len(cut), rest
+
+
+def warn_unscored(log: logging.Logger, task: str, max_length: int, words: int, spans: int) -> None:
+    """One warning per encoded split, naming what was lost and why."""
+    if words:
+        log.warning("task %s: dropped %d labelled (non-O) words (cut at task.max_length=%d, or tokenised to "
+                    "nothing); the %d spans they belong to are not scored, their kept words neither",
+                    task, words, max_length, spans)
