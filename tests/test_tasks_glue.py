@@ -44,26 +44,73 @@ def test_glue_tasks_train_with_every_method(tmp_path, glue_dirs, task, method) -
     assert "val/accuracy" in metrics and ("val/f1" in metrics) == (task == "mrpc")
 
 
-LAYOUTS = {  # official GLUE headers, one labelled row each
-    "qnli": ("index\tquestion\tsentence\tlabel", "0\tWho won?\tMary won the race.\tentailment"),
+LAYOUTS = {  # official GLUE headers, one labelled row each, and the first text the task must read from it
+    "qnli": ("index\tquestion\tsentence\tlabel", "0\tWho won?\tMary won the race.\tentailment", "Who won?"),
     "mnli": ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
              "sentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label",
-             "0\t1\t1n\tfiction\t( a )\t( b )\t(S a)\t(S b)\tA man sleeps.\tA person rests.\tentailment\tentailment"),
-    "qqp": ("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "0\t1\t2\tHow old are you?\tWhat is your age?\t1"),
-    "rte_glue": ("index\tsentence1\tsentence2\tlabel", "0\tMary bought a car.\tMary has a car.\tentailment"),
+             "0\t1\t1n\tfiction\t( a )\t( b )\t(S a)\t(S b)\tA man sleeps.\tA person rests.\tentailment\tneutral",
+             "A man sleeps."),
+    "qqp": ("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "0\t1\t2\tHow old are you?\tWhat is your age?\t1",
+            "How old are you?"),
+    "rte_glue": ("index\tsentence1\tsentence2\tlabel", "0\tMary bought a car.\tMary has a car.\tentailment",
+                 "Mary bought a car."),
+    "mrpc": ("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String", "1\t11\t12\tHe said hi.\tHe said hello.",
+             "He said hi."),
 }
+GOLD = {"qnli": "entailment", "mnli": "neutral", "qqp": "1", "rte_glue": "entailment", "mrpc": "1"}
 
 
 @pytest.mark.parametrize("task", sorted(LAYOUTS))
 def test_glue_configs_read_their_official_layout(tmp_path, task) -> None:
-    header, row = LAYOUTS[task]
+    header, row, first_text = LAYOUTS[task]
     cfg = compose_run(tmp_path / "run", f"task={task}", f"task.data_dir={tmp_path}")
     for split in ("train", "validation"):
         (tmp_path / cfg.task.files[split]).write_text(f"{header}\n{row}\n")
     task_obj = instantiate(cfg.task, _convert_="all")
     example = task_obj.examples("validation")[0]
-    assert str(example[task_obj.label_field]) in task_obj.labels
-    assert all(example[field] for field in task_obj.text_fields)
+    assert str(example[task_obj.label_field]) == GOLD[task]  # MNLI: gold_label, not the first annotator's label1
+    assert example[task_obj.text_fields[0]] == first_text and all(example[f] for f in task_obj.text_fields)
+
+
+HUB = {  # the hub's glue/<name> schema: text columns, label names in id order, and a row's label id
+    "sst2": (["sentence"], ["negative", "positive"], 1, "1"),
+    "mrpc": (["sentence1", "sentence2"], ["not_equivalent", "equivalent"], 1, "1"),
+    "qnli": (["question", "sentence"], ["entailment", "not_entailment"], 1, "not_entailment"),
+    "mnli": (["premise", "hypothesis"], ["entailment", "neutral", "contradiction"], 2, "contradiction"),
+    "qqp": (["question1", "question2"], ["not_duplicate", "duplicate"], 0, "0"),
+    "rte_glue": (["sentence1", "sentence2"], ["entailment", "not_entailment"], 0, "entailment"),
+}
+
+
+@pytest.mark.parametrize("task", sorted(HUB))
+def test_glue_configs_read_the_hub_schema(tmp_path, monkeypatch, task) -> None:
+    """With task.data_dir=null every GLUE config reads datasets' glue/<name> columns (mocked: no network)."""
+    import datasets
+
+    columns, names, label_id, gold = HUB[task]
+    features = datasets.Features({**{c: datasets.Value("string") for c in columns},
+                                  "label": datasets.ClassLabel(names=names), "idx": datasets.Value("int32")})
+    rows = {**{c: [f"{c} text"] for c in columns}, "label": [label_id], "idx": [0]}
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda *args, **kwargs: datasets.Dataset.from_dict(rows, features=features))
+    task_obj = instantiate(compose_run(tmp_path / "run", f"task={task}").task, _convert_="all")
+    example = task_obj.examples("validation")[0]
+    assert example[task_obj.label_field] == gold
+    assert [example[f] for f in task_obj.text_fields] == [f"{c} text" for c in columns]
+
+
+@pytest.mark.parametrize("task", ["mnli", "copa"])
+def test_the_label_column_is_part_of_the_cache_key(tmp_path, task) -> None:
+    """MNLI's label1 (first annotator) and gold_label give different labels: a cache keyed without the column
+    would hand one run the other's labels."""
+    def fingerprint(*overrides: str) -> str:
+        cfg = compose_run(tmp_path / "run", f"task={task}", f"task.data_dir={tmp_path}", *overrides)
+        return instantiate(cfg.task, _convert_="all").fingerprint()
+
+    assert fingerprint() == fingerprint()
+    assert fingerprint() != fingerprint("++task.label_field=label1")
+    if task == "mnli":  # a header mapped to another field
+        assert fingerprint() != fingerprint("task.tsv_columns={sentence1: hypothesis, sentence2: premise}")
 
 
 def test_a_new_pair_task_is_only_config(tmp_path) -> None:

@@ -17,7 +17,9 @@ class ClassificationTask(Task):
 
     `format` picks the reader: `superglue` (official jsonl, via `ptrain.readers.superglue`), `glue_tsv`
     (GLUE tsv with a header), or `hub` (`datasets.load_dataset(**task.hub)`). `labels` are the label strings
-    in logit order; `f1` adds macro (CB) or binary (MRPC) F1 to accuracy.
+    in logit order; `f1` adds macro (CB) or binary (MRPC) F1 to accuracy. `tsv_columns` maps the header names of
+    local tsv files to the field names the task uses (MRPC's `#1 String` → `sentence1`), so one config serves
+    the local files and the hub's copy alike.
 
     `pair_encoding` says how two segments meet the backbone. `cross` (default, the paper's setting): one sequence
     in the tokenizer's pair format, so attention runs across the segments. `siamese`: each segment is encoded
@@ -33,7 +35,7 @@ class ClassificationTask(Task):
                  files: dict[str, str] | None = None, label_field: str = "label", f1: str | None = None,
                  main_metric: str = "accuracy", pooling: str | None = None, reader: str | None = None,
                  train_from_validation: float | None = None, max_train_examples: int | None = None,
-                 pair_encoding: str = "cross") -> None:
+                 pair_encoding: str = "cross", tsv_columns: dict[str, str] | None = None) -> None:
         super().__init__(name, data_dir, max_length, hub, files, train_from_validation, max_train_examples)
         if pair_encoding not in PAIR_ENCODINGS:
             raise ValueError(f"task.pair_encoding must be one of {', '.join(PAIR_ENCODINGS)}; got {pair_encoding!r}")
@@ -52,6 +54,7 @@ class ClassificationTask(Task):
         self.main_metric = main_metric
         self.pooling = pooling
         self.reader = reader  # reader name when it differs from the task name (e.g. rte_glue)
+        self.tsv_columns = dict(tsv_columns or {})
 
     @property
     def labels(self) -> list[str]:
@@ -59,8 +62,10 @@ class ClassificationTask(Task):
 
     def extra_fingerprint(self) -> dict:
         state = {"text_fields": self.text_fields, "format": self.format}
-        if self.pair_encoding != "cross":  # absent for cross, so existing cache keys stay valid
-            state["pair_encoding"] = self.pair_encoding
+        # each below only when not the default, so existing cache keys stay valid
+        optional = {"pair_encoding": (self.pair_encoding, "cross"), "label_field": (self.label_field, "label"),
+                    "reader": (self.reader, None), "tsv_columns": (self.tsv_columns, {})}
+        state.update({key: value for key, (value, default) in optional.items() if value != default})
         return state
 
     def read(self, split: str) -> list[dict] | None:
@@ -83,6 +88,7 @@ class ClassificationTask(Task):
         path = self.split_file(split)
         if path is None:
             return None
+        label_name = self.label_field  # as the file calls it, for errors
         if self.format == "superglue":
             from ptrain.readers.superglue import read_superglue
 
@@ -91,7 +97,10 @@ class ClassificationTask(Task):
             from ptrain.readers.glue import read_glue_tsv
 
             has_labels = split != "test"
-            rows = read_glue_tsv(path, self.text_fields, self.label_field if has_labels else None)
+            column = {field: name for name, field in self.tsv_columns.items()}
+            label_name = column.get(self.label_field, self.label_field)
+            rows = read_glue_tsv(path, [column.get(field, field) for field in self.text_fields],
+                                 label_name if has_labels else None, rename=self.tsv_columns)
             first_line = 2  # after the header
         else:
             raise ValueError(f"task.format must be superglue, glue_tsv or hub; got {self.format!r}")
@@ -99,7 +108,7 @@ class ClassificationTask(Task):
         for number, row in enumerate(rows, start=first_line):
             label = row.get(self.label_field)
             if label is not None and str(label) not in known:
-                raise DataFormatError(path, f"unknown label {label!r}", line=number, field=self.label_field,
+                raise DataFormatError(path, f"unknown label {label!r}", line=number, field=label_name,
                                       expected=f"one of {', '.join(self.labels)}")
         return rows
 

@@ -47,7 +47,10 @@ class MultipleChoiceTask(Task):
         return [str(i) for i in range(len(self.choice_fields))]
 
     def extra_fingerprint(self) -> dict:
-        return {"choice_fields": self.choice_fields, "format": self.format, "encoding": 1}
+        state = {"choice_fields": self.choice_fields, "format": self.format, "encoding": 1}
+        if self.label_field != "label":  # only then, so existing cache keys stay valid
+            state["label_field"] = self.label_field
+        return state
 
     def read(self, split: str) -> list[dict] | None:
         if self.data_dir is None:
