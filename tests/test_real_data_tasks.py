@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from transformers import AutoTokenizer
 
 from ptrain.backbones import resolve_path
+from ptrain.tasks.superglue import locate_span
 from ptrain.train import run
 
 FOLDERS = {"rte": "superglue/RTE", "cb": "superglue/CB", "boolq": "superglue/BoolQ", "copa": "superglue/COPA",
@@ -47,6 +48,11 @@ def test_wsc_marks_both_spans_in_every_example(shared_data) -> None:
             for marker, key in (("#", "span1_index"), ("*", "span2_index")):
                 after = marked[marked.index(marker) + 1:]
                 assert [w for w in after if w not in "#*"][0] == words[e[key]]
+                assert locate_span(words, e[key], e[key.replace("index", "text")]) == e[key]  # val 42 moved
+            stack = []  # markers nest (val 95: the pronoun "their" inside "their mothers")
+            for w in (w for w in marked if w in ("#", "*")):
+                stack = stack[:-1] if stack and stack[-1] == w else [*stack, w]
+            assert stack == []
 
 
 def test_copa_gives_two_rows_per_question(shared_data) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _task_utils import METHODS, train_briefly
+from _task_utils import METHODS, LogCapture, train_briefly
 from _train_utils import compose_run
 from hydra.utils import instantiate
 from transformers import AutoTokenizer
@@ -17,7 +17,15 @@ from transformers import AutoTokenizer
 from ptrain.backbones import resolve_path
 from ptrain.readers.errors import DataFormatError
 from ptrain.tasks.multiple_choice import MultipleChoiceTask
-from ptrain.tasks.superglue import MultiRCTask, ReCoRDTask, WiCTask, WSCTask, mark_chars, mark_words
+from ptrain.tasks.superglue import (
+    MultiRCTask,
+    ReCoRDTask,
+    WiCTask,
+    WSCTask,
+    locate_span,
+    mark_chars,
+    mark_words,
+)
 from ptrain.testing.fixtures import write_superglue
 from ptrain.train import run
 
@@ -103,6 +111,18 @@ def test_mark_helpers_by_hand() -> None:
     text = "John could not lift the box because he was weak ."
     marked = mark_words(text.split(" "), [(4, 2, "#"), (7, 1, "*")])
     assert marked == "John could not lift # the box # because * he * was weak ."
+    # spans sharing words nest: the longer opens first and closes last (WSC val idx 95)
+    assert mark_words(["their", "mothers", "came"], [(0, 2, "#"), (0, 1, "*")]) == "# * their * mothers # came"
+    assert mark_words(["their", "mothers"], [(1, 1, "#"), (0, 2, "*")]) == "* their # mothers # *"
+    assert mark_words(["it", "is"], [(0, 1, "#"), (0, 1, "*")]) == "# * it * # is"
+
+
+def test_locate_span_by_hand() -> None:
+    words = ["Some", "day", "they", "might", "want", "to", "use", "it", ",", "but", "Emma's", "dog", "."]
+    assert locate_span(words, 7, "it") == 7
+    assert locate_span(words, 6, "it") == 7  # off by one, as WSC val idx 42
+    assert locate_span(words, 10, "Emma") == 10  # a possessive still marks the word
+    assert locate_span(words, 0, "Emma and Kamenev") is None
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
@@ -133,6 +153,17 @@ def test_wsc_marks_candidate_and_pronoun_and_pairs_the_candidate(tmp_path) -> No
     assert isinstance(task, WSCTask) and task.text_fields == ["marked_text", "span1_text"]
     example = task.examples("validation")[0]
     assert example["marked_text"] == "John could not lift # the box # because * he * was weak ."
+
+
+def test_wsc_moves_an_index_that_misses_its_text_and_warns(tmp_path) -> None:
+    record = {"text": "Mr. Farley put the pebble in a safe . Some day they might use it .", "idx": 42, "label": False,
+              "target": {"span1_text": "safe", "span1_index": 7, "span2_text": "it", "span2_index": 13}}
+    for split in ("train", "val"):
+        _write_jsonl(tmp_path / f"{split}.jsonl", [record])
+    with LogCapture("ptrain.tasks.superglue") as log:
+        example = _task("wsc", tmp_path).examples("validation")[0]
+    assert example["marked_text"] == "Mr. Farley put the pebble in a # safe # . Some day they might use * it * ."
+    assert example["span2_index"] == 14 and "42:span2 13->14" in log.text and "val.jsonl" in log.text
 
 
 # ---- MultiRC: options grouped into questions ---------------------------------------------------------------

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -25,6 +26,8 @@ from ptrain.metrics.superglue import multirc_scores, record_scores
 from ptrain.tasks.base import Task
 from ptrain.tasks.classification import ClassificationTask
 
+log = logging.getLogger(__name__)
+
 
 def mark_chars(text: str, start: int, end: int, marker: str = "*") -> str:
     """`text` with characters [start, end) wrapped in `marker`, spaced so tokenizers split it off."""
@@ -32,13 +35,34 @@ def mark_chars(text: str, start: int, end: int, marker: str = "*") -> str:
 
 
 def mark_words(words: list[str], spans: list[tuple[int, int, str]]) -> str:
-    """Words joined by spaces, with each (first word, word count, marker) span wrapped in its marker."""
-    out = list(words)
-    for first, count, marker in spans:
+    """Words joined by spaces, with each (first word, word count, marker) span wrapped in its marker.
+
+    Spans that share a word nest: the longer one opens first and closes last (WSC's pronoun "their" inside its
+    candidate "their mothers" gives `# * their * mothers #`, not `* # their * mothers #`).
+    """
+    opens: dict[int, list[tuple[int, int, str]]] = {}
+    closes: dict[int, list[tuple[int, int, str]]] = {}
+    for order, (first, count, marker) in enumerate(spans):
         last = min(first + max(count, 1), len(words)) - 1
-        out[first] = f"{marker} {out[first]}"
-        out[last] = f"{out[last]} {marker}"
-    return " ".join(out)
+        opens.setdefault(first, []).append((-(last - first), order, marker))
+        closes.setdefault(last, []).append((last - first, -order, marker))
+    return " ".join(" ".join([*(m for *_, m in sorted(opens.get(i, []))), word,
+                              *(m for *_, m in sorted(closes.get(i, [])))])
+                    for i, word in enumerate(words))
+
+
+def _plain(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def locate_span(words: list[str], index: int, text: str) -> int | None:
+    """Where the span `text` starts among `words`: `index` when it is there (a word may carry punctuation or a
+    possessive: "Emma's" for "Emma"), else the exact match nearest to `index`, else None."""
+    n = max(len(text.split()), 1)
+    if _plain(" ".join(words[index:index + n])).startswith(_plain(text)):
+        return index
+    hits = [i for i in range(len(words) - n + 1) if _plain(" ".join(words[i:i + n])) == _plain(text)]
+    return min(hits, key=lambda i: abs(i - index)) if hits else None
 
 
 class WiCTask(ClassificationTask):
@@ -58,21 +82,39 @@ class WiCTask(ClassificationTask):
 
 class WSCTask(ClassificationTask):
     """WSC: `marked_text` wraps the candidate (span1) in `#` and the pronoun (span2) in `*` at their word
-    indices; `text_fields` pair it with the candidate text."""
+    indices; `text_fields` pair it with the candidate text.
+
+    The official files have a span index that misses its text (val idx 42: "it" is word 31, not 30): such a
+    span is moved to the nearest word sequence that matches its text, and one warning names the rows; a span
+    whose text is nowhere in the sentence (test idx 80-82, "Kamenev and Zinoviev") keeps its index.
+    """
 
     def read(self, split: str) -> list[dict] | None:
         rows = super().read(split)
+        moved, missing = [], []
         for row in rows or []:
             if "target" in row and "span1_index" not in row:  # raw jsonl layout from the hub or elsewhere
                 row.update(row.pop("target"))
             words = row["text"].split()
-            spans = [(int(row["span1_index"]), len(str(row["span1_text"]).split()), "#"),
-                     (int(row["span2_index"]), len(str(row["span2_text"]).split()), "*")]
+            spans = []
+            for key, marker in (("span1", "#"), ("span2", "*")):
+                index, text = int(row[f"{key}_index"]), str(row[f"{key}_text"])
+                found = locate_span(words, index, text)
+                if found is None:
+                    missing.append(f"{row.get('idx')}:{key}")
+                elif found != index:
+                    moved.append(f"{row.get('idx')}:{key} {index}->{found}")
+                    index = row[f"{key}_index"] = found
+                spans.append((index, len(text.split()), marker))
             row["marked_text"] = mark_words(words, spans)
+        if moved or missing:
+            log.warning("task %s (%s): span indices that miss their text: moved to the nearest match %s; "
+                        "text not in the sentence, index kept %s", self.name, self.split_file(split) or split,
+                        moved or "none", missing or "none")
         return rows
 
     def extra_fingerprint(self) -> dict:
-        return {**super().extra_fingerprint(), "marking": 1}
+        return {**super().extra_fingerprint(), "marking": 2}
 
 
 class MultiRCTask(ClassificationTask):
