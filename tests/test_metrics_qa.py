@@ -33,7 +33,21 @@ def test_exact_match_and_f1_take_the_best_gold() -> None:
     assert f1("cat sat on mat", ["the cat sat", "mat"]) == pytest.approx(2 / 3)
     # multiplicity: pred [x, x, y], gold [x, y, y]: common {x: 1, y: 1} = 2, P = R = 2/3
     assert f1("x x y", ["x y y"]) == pytest.approx(2 / 3)
-    assert f1("", []) == 1.0 and f1("cat", []) == 0.0  # empty gold list = unanswerable
+    # empty gold list = unanswerable (a v2.0 notion: its empty-vs-empty F1 is 1)
+    assert f1("", [], version="2.0") == 1.0 and f1("cat", [], version="2.0") == 0.0
+
+
+def test_v1_and_v2_keep_their_own_rules_for_golds_that_normalise_to_nothing() -> None:
+    # gold "The" normalises to "": v1.1 keeps it (EM of "a" against it is 1: "" == ""; F1 0, no token shared),
+    # v2.0 drops it and scores against "cat" alone (EM 0, F1 0)
+    refs = {"q": ["The", "cat"]}
+    assert squad_v1({"q": "a"}, refs) == {"exact_match": 100.0, "f1": 0.0}
+    assert (squad_v2({"q": "a"}, refs)["exact"], squad_v2({"q": "a"}, refs)["f1"]) == (0.0, 0.0)
+    # gold "." only: v1.1 EM 1 and F1 0 for an empty prediction; v2.0 makes it unanswerable, so EM = F1 = 1
+    assert squad_v1({"q": ""}, {"q": ["."]}) == {"exact_match": 100.0, "f1": 0.0}
+    assert (squad_v2({"q": ""}, {"q": ["."]})["exact"], squad_v2({"q": ""}, {"q": ["."]})["f1"]) == (100.0, 100.0)
+    with pytest.raises(ValueError, match="SQuAD version must be one of 1.1, 2.0; got '3'"):
+        f1("a", ["a"], version="3")
 
 
 def test_squad_v1_percent_and_missing_prediction() -> None:

@@ -454,6 +454,11 @@ def test_squad_offset_mismatch_strict_and_lenient(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match=r"dropped 1 answers .* and 1 questions .*\[.bad.\]"):
         out = read_squad(path, strict=False)
     assert [e["id"] for e in out] == ["good"]
+    # context "Paris is the capital of France.": [-7:-1] is "France", but a negative start indexes nothing
+    path = _squad(tmp_path / "neg.json", [{"id": "neg", "question": "q",
+                                             "answers": [{"text": "France", "answer_start": -7}]}])
+    with pytest.raises(DataFormatError, match=r"question id 'neg', answer 0: context\[-7:-1\] is 'before the"):
+        read_squad(path)
 
 
 def test_squad_structure_errors(tmp_path: Path) -> None:

@@ -8,8 +8,12 @@ Conventions shared by both versions here:
 
 - an empty gold list means "unanswerable" and is scored against the gold ``""``;
 - a prediction of ``""`` means "no answer";
-- token F1 between two empty token lists is 1 (the v2.0 rule; v1.1 never has empty golds);
 - a reference id without a prediction scores 0 (the v1.1 rule: "unanswered questions receive score 0").
+
+Where the two scripts differ, each version keeps its own rule (``version="1.1"``, the default of
+:func:`exact_match` and :func:`f1`, which ReCoRD's official script shares; ``"2.0"`` for :func:`squad_v2`):
+v2.0 drops gold answers that normalise to nothing ("The", ".") and gives F1 1 between two empty token lists;
+v1.1 keeps every gold and gives F1 0 whenever no token is shared.
 
 :func:`postprocess_spans` turns start/end logits of the (document-stride) features of one example into
 the best answer text, the way the Hugging Face question-answering examples do.
@@ -47,11 +51,16 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-def _golds(golds: Sequence[str] | str) -> list[str]:
-    """Gold list with the v2.0 rule: golds that normalise to nothing are dropped; none left means ``[""]``."""
+VERSIONS = ("1.1", "2.0")
+
+
+def _golds(golds: Sequence[str] | str, version: str) -> list[str]:
+    """The gold list; v2.0 drops golds that normalise to nothing. None left (unanswerable) means ``[""]``."""
+    if version not in VERSIONS:
+        raise ValueError(f"SQuAD version must be one of {', '.join(VERSIONS)}; got {version!r}")
     if isinstance(golds, str):
         golds = [golds]
-    kept = [g for g in golds if normalize_answer(g)]
+    kept = [g for g in golds if normalize_answer(g)] if version == "2.0" else list(golds)
     return kept or [""]
 
 
@@ -59,10 +68,10 @@ def _exact(prediction: str, gold: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
-def _f1(prediction: str, gold: str) -> float:
+def _f1(prediction: str, gold: str, version: str) -> float:
     pred_toks = normalize_answer(prediction).split()
     gold_toks = normalize_answer(gold).split()
-    if not pred_toks or not gold_toks:
+    if version == "2.0" and (not pred_toks or not gold_toks):
         return float(pred_toks == gold_toks)
     common = Counter(pred_toks) & Counter(gold_toks)
     same = sum(common.values())
@@ -73,18 +82,18 @@ def _f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def exact_match(prediction: str, golds: Sequence[str] | str) -> float:
+def exact_match(prediction: str, golds: Sequence[str] | str, version: str = "1.1") -> float:
     """1.0 if the normalised prediction equals any normalised gold answer, else 0.0."""
-    return max(_exact(prediction, g) for g in _golds(golds))
+    return max(_exact(prediction, g) for g in _golds(golds, version))
 
 
-def f1(prediction: str, golds: Sequence[str] | str) -> float:
+def f1(prediction: str, golds: Sequence[str] | str, version: str = "1.1") -> float:
     """Bag-of-tokens F1 (in [0, 1]) against the best-matching gold answer."""
-    return max(_f1(prediction, g) for g in _golds(golds))
+    return max(_f1(prediction, g, version) for g in _golds(golds, version))
 
 
 def _raw_scores(
-    predictions: Mapping[Any, str], references: Mapping[Any, Sequence[str]]
+    predictions: Mapping[Any, str], references: Mapping[Any, Sequence[str]], version: str
 ) -> tuple[dict[Any, float], dict[Any, float]]:
     exact: dict[Any, float] = {}
     f1s: dict[Any, float] = {}
@@ -92,8 +101,8 @@ def _raw_scores(
         if qid not in predictions:
             exact[qid] = f1s[qid] = 0.0
             continue
-        exact[qid] = exact_match(predictions[qid], golds)
-        f1s[qid] = f1(predictions[qid], golds)
+        exact[qid] = exact_match(predictions[qid], golds, version)
+        f1s[qid] = f1(predictions[qid], golds, version)
     return exact, f1s
 
 
@@ -101,7 +110,7 @@ def squad_v1(predictions: Mapping[Any, str], references: Mapping[Any, Sequence[s
     """SQuAD v1.1 ``{"exact_match", "f1"}`` in percent over all reference ids."""
     if not references:
         raise ValueError("no references to score")
-    exact, f1s = _raw_scores(predictions, references)
+    exact, f1s = _raw_scores(predictions, references, "1.1")
     n = len(references)
     return {"exact_match": 100.0 * sum(exact.values()) / n, "f1": 100.0 * sum(f1s.values()) / n}
 
@@ -121,7 +130,7 @@ def squad_v2(
     """
     if not references:
         raise ValueError("no references to score")
-    exact, f1s = _raw_scores(predictions, references)
+    exact, f1s = _raw_scores(predictions, references, "2.0")
     has_ans = {qid: bool(golds) for qid, golds in references.items()}
     if na_probs is not None:
         for qid in references:
@@ -161,7 +170,7 @@ def best_null_threshold(
         raise ValueError(
             f"{len(missing)} questions lack a prediction or a null score diff, e.g. {missing[:3]}"
         )
-    exact, f1s = _raw_scores(predictions, references)
+    exact, f1s = _raw_scores(predictions, references, "2.0")
     has_ans = {qid: bool(golds) for qid, golds in references.items()}
     order = sorted(references, key=lambda qid: null_score_diffs[qid])
     out: dict[str, float] = {}

@@ -72,6 +72,6 @@ def record_scores(
             raise ValueError(f"query {idx!r} has no gold answers (test data cannot be scored)")
         if idx not in predictions:
             continue
-        em_total += exact_match(predictions[idx], golds)
-        f1_total += f1(predictions[idx], golds)
+        em_total += exact_match(predictions[idx], golds, version="1.1")  # the official ReCoRD script's rules
+        f1_total += f1(predictions[idx], golds, version="1.1")
     return {"em": em_total / len(answers), "f1": f1_total / len(answers)}

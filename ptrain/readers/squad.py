@@ -89,8 +89,9 @@ def read_squad(path: PathLike, split: str | None = None, *, strict: bool = True)
                 for ans_i, ans in enumerate(_need(qa, "answers", list, file, qwhere)):
                     text = _need(ans, "text", str, file, f"{qwhere}, answer {ans_i}")
                     start = _need(ans, "answer_start", int, file, f"{qwhere}, answer {ans_i}")
-                    if context[start : start + len(text)] != text:
-                        found = context[start : start + len(text)]
+                    # a negative start would slice from the end of the context and could still match
+                    if start < 0 or context[start : start + len(text)] != text:
+                        found = context[start : start + len(text)] if start >= 0 else "before the context"
                         msg = (
                             f"{qwhere}, answer {ans_i}: context[{start}:{start + len(text)}] is {found!r}, "
                             f"not the answer text {text!r}"
