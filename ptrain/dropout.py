@@ -95,7 +95,7 @@ def install(model: nn.Module) -> int:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout:
-                setattr(parent, name, FastDropout(child.p))
+                setattr(parent, name, FastDropout(child.p).train(child.training))  # keep eval mode
                 parent.ptrain_fast_dropout = True
                 count += 1
     return count

@@ -7,14 +7,15 @@ from torch import nn
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
-    """`first`: the first real token ([CLS]); `last`: the last real token, whatever side is padded;
-    `mean`: masked mean."""
+    """`first`: the first real token ([CLS]); `last`: the last real token; `mean`: masked mean. `first` and
+    `last` hold whatever side is padded."""
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
     if how == "first":
-        return hidden[:, 0]
+        return hidden[rows, attention_mask.long().argmax(dim=1)]  # argmax: the first maximum, the first 1
     if how == "last":
         positions = torch.arange(attention_mask.shape[1], device=hidden.device)
         last = (attention_mask.long() * positions).argmax(dim=1)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return hidden[rows, last]
     if how == "mean":
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)

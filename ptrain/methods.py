@@ -32,6 +32,8 @@ def build_prompt(cfg: Mapping[str, Any], backbone: Backbone, tokenizer: Any) -> 
 
 
 def _build(name: str, cfg: Mapping[str, Any], backbone: Backbone, tokenizer: Any) -> PromptModule:
+    """Input prompts live in the word-embedding space, which can be narrower than the hidden states (ELECTRA-small
+    embeds in 128 and projects to 256 inside the model); prefixes live in the attention's key/value space."""
     geometry = backbone.geometry
     if name == "prompt":
         init = cfg.get("init", "random")
@@ -39,12 +41,12 @@ def _build(name: str, cfg: Mapping[str, Any], backbone: Backbone, tokenizer: Any
         if init == "text":
             ids = tokenizer(cfg.get("init_text") or "", add_special_tokens=False)["input_ids"]
         return SoftPrompt(
-            cfg["length"], geometry.hidden_size, init=init,
+            cfg["length"], backbone.word_embeddings.embedding_dim, init=init,
             word_embeddings=backbone.word_embeddings.weight, init_token_ids=ids, seed=cfg.get("init_seed", 0),
         )
     if name == "ptv1":
         return PromptEncoder(
-            cfg["length"], geometry.hidden_size, encoder=cfg.get("encoder", "lstm"),
+            cfg["length"], backbone.word_embeddings.embedding_dim, encoder=cfg.get("encoder", "lstm"),
             encoder_hidden=cfg.get("encoder_hidden"), lstm_layers=cfg.get("lstm_layers", 2),
             lstm_dropout=cfg.get("lstm_dropout", 0.0),
         )

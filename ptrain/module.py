@@ -121,7 +121,8 @@ class PromptTuningModule(L.LightningModule):
         if missing:
             raise KeyError(f"checkpoint lacks trainable weights {sorted(missing)[:5]}... "
                            "(was it saved with another method or model?)")
-        if "ptrain_rng" in checkpoint and self.trainer is not None and self.trainer.state.fn == "fit":
+        # `_trainer`: `self.trainer` raises when a checkpoint is loaded outside a Trainer (load_from_checkpoint)
+        if "ptrain_rng" in checkpoint and self._trainer is not None and self._trainer.state.fn == "fit":
             _set_rng_state(checkpoint["ptrain_rng"])
 
 

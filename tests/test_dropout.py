@@ -88,6 +88,12 @@ def test_load_backbone_swaps_every_dropout_and_marks_attention() -> None:
     # the default is "fast"; the state dict (parameters, buffers) is unchanged by the swap
     assert any(isinstance(m, fd.FastDropout) for m in _backbone(None).modules())
     assert fast.state_dict().keys() == stock.state_dict().keys()
+    # the swap keeps each module's mode: a pretrained model comes in eval mode and stays deterministic
+    assert [m.training for m in fast.modules() if isinstance(m, fd.FastDropout)] == [m.training for m in stock_drops]
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)).eval()
+    fd.install(model)
+    x = torch.ones(64, 4)
+    assert not model[1].training and torch.equal(model(x), model(x))
 
 
 def test_unknown_dropout_impl_names_the_key() -> None:

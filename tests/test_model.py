@@ -160,3 +160,53 @@ def test_unsupported_model_type_names_supported_ones() -> None:
 def test_token_head_shape() -> None:
     head = TokenHead(8, 3)
     assert head(torch.zeros(2, 5, 8), torch.ones(2, 5)).shape == (2, 5, 3)
+
+
+def test_pooling_first_is_the_first_real_token_whatever_side_is_padded() -> None:
+    hidden = torch.arange(2 * 4, dtype=torch.float).view(2, 4, 1)
+    left = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]])
+    assert pool(hidden, left, "first").flatten().tolist() == [1.0, 6.0]
+    assert pool(hidden, torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]), "first").flatten().tolist() == [0.0, 4.0]
+
+
+def test_a_layer_named_twice_gets_one_prefix() -> None:
+    backbone, tokenizer = load_backbone(tiny_model_cfg("tiny_bert"))  # 3 layers, hidden 32
+    prompt = build_prompt({"name": "ptv2", "length": 3, "layers": [-1, 2]}, backbone, tokenizer)
+    assert prompt.layer_ids == [2]
+    assert sum(p.numel() for p in prompt.parameters()) == 3 * 2 * 1 * 32  # P x (key, value) x 1 layer x H
+
+
+@pytest.mark.parametrize(("family", "method"), [("tiny_roberta", "prompt"), ("tiny_roberta", "ptv1"),
+                                               ("tiny_deberta", "prompt"), ("tiny_deberta", "ptv2")])
+def test_a_left_padded_row_equals_the_example_alone(family, method) -> None:
+    """RoBERTa numbers `inputs_embeds` positions blindly, DeBERTa's relative positions count columns: without
+    care, left padding between the prompt (or prefix) and the text would move the text."""
+    backbone, tokenizer = load_backbone(tiny_model_cfg(family))
+    model = _model(backbone, tokenizer, {"name": method, "length": 3, "init": "random", "encoder": "mlp"}).eval()
+    texts = ["alpha beta gamma delta", "epsilon"]
+    tokenizer.padding_side = "left"
+    try:
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = "right"
+    with torch.no_grad():
+        batched = model(batch["input_ids"], batch["attention_mask"])
+        for row, text in enumerate(texts):
+            alone = tokenizer([text], return_tensors="pt")
+            n = alone["input_ids"].shape[1]
+            torch.testing.assert_close(batched[row, -n:], model(alone["input_ids"], alone["attention_mask"])[0])
+
+
+@pytest.mark.parametrize("method", ["prompt", "ptv1", "ptv2", "head"])
+def test_electra_with_a_narrow_embedding_takes_every_method(method) -> None:
+    """ELECTRA-small embeds in 128 and projects to 256: input prompts are embedding-wide; it has no pooler."""
+    config = dict(model_type="electra", vocab_size=30522, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                  num_attention_heads=4, intermediate_size=48, max_position_embeddings=96)
+    backbone, tokenizer = load_backbone({"config": config, "tokenizer": "bundled:minilm", "init_seed": 0})
+    model = _model(backbone, tokenizer, {"name": method, "length": 3, "init": "vocab", "encoder": "lstm"},
+                   labels=5).eval()
+    batch = tokenizer(["alpha beta gamma", "delta"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert model(batch["input_ids"], batch["attention_mask"]).shape == (*batch["input_ids"].shape, 5)
+    if method in ("prompt", "ptv1"):
+        assert model.prompt(1).embeds.shape == (1, 3, 16)

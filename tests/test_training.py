@@ -83,6 +83,19 @@ def test_resume_from_last_matches_uninterrupted_run(tmp_path) -> None:
         assert torch.equal(a, last_b["state_dict"][name]), name
 
 
+def test_a_checkpoint_loads_outside_a_trainer(tmp_path) -> None:
+    """Lightning's `load_from_checkpoint`, as a notebook would call it, restores the trained prompt and head."""
+    from ptrain.module import PromptTuningModule
+
+    cfg = compose_run(tmp_path, "method=ptv2", "method.length=4", "trainer.max_epochs=1")
+    run(cfg)
+    task, model, _ = build(cfg)
+    module = PromptTuningModule.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", model=model,
+                                                     task=task, optim={"lr": 1e-3}, weights_only=False)
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert saved and all(torch.equal(module.state_dict()[name], value) for name, value in saved.items())
+
+
 def test_wandb_logs_offline_without_login(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)

@@ -21,8 +21,8 @@ ADAPTERS: tuple[type[Backbone], ...] = (BertBackbone, RobertaBackbone, DebertaV2
 _REGISTRY_ATTENTION = {
     t for cls in (BertBackbone, RobertaBackbone, DecoderBackbone, T5Backbone) for t in cls.model_types
 }
-#: families whose HF base model has a pooler we never use
-_POOLER = {t for cls in (BertBackbone, RobertaBackbone) for t in cls.model_types}
+#: families whose HF base model has a pooler we never use (ELECTRA's has none and refuses the argument)
+_POOLER = {t for cls in (BertBackbone, RobertaBackbone) for t in cls.model_types} - {"electra"}
 BUNDLED_MINILM = "bundled:minilm"
 PADDING_SIDES = ("right", "left")
 

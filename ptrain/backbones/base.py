@@ -74,8 +74,10 @@ class Backbone(nn.Module):
             inputs["token_type_ids"] = token_type_ids
         if n_kv:
             positions = self.position_ids(input_ids, n_kv if self.shift_positions else 0)
-            if positions is not None:
-                inputs["position_ids"] = positions
+        else:
+            positions = self.prompted_position_ids(input_ids, n_in) if n_in else None
+        if positions is not None:
+            inputs["position_ids"] = positions
         hidden = self.run(inputs, prompt.kv)
         return hidden[:, n_in:]
 
@@ -95,6 +97,10 @@ class Backbone(nn.Module):
         if prefixes:
             inputs[PREFIX_KWARG] = prefixes
         return self.model(**inputs).last_hidden_state
+
+    def prompted_position_ids(self, input_ids: torch.Tensor, n_in: int) -> torch.Tensor | None:
+        """Positions of [input prompt; real tokens], or None to let the model number them (0..P+T-1 here)."""
+        return None
 
     def position_ids(self, input_ids: torch.Tensor, shift: int) -> torch.Tensor | None:
         """Absolute positions of the real tokens when `shift` virtual positions come before them.
@@ -122,3 +128,10 @@ class RobertaBackbone(Backbone):
         pad = self.config.pad_token_id
         real = input_ids.ne(pad).long()
         return (torch.cumsum(real, dim=1) + shift) * real + pad
+
+    def prompted_position_ids(self, input_ids: torch.Tensor, n_in: int) -> torch.Tensor | None:
+        """The virtual tokens count as real ones in front. Without this, RoBERTa numbers `inputs_embeds`
+        positions blindly, so left padding between the prompt and the text would shift the text's positions."""
+        pad = self.config.pad_token_id
+        real = torch.cat([input_ids.new_ones(input_ids.shape[0], n_in), input_ids.ne(pad).long()], dim=1)
+        return torch.cumsum(real, dim=1) * real + pad

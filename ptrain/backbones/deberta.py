@@ -17,6 +17,8 @@ from torch import nn
 from transformers.models.deberta_v2 import modeling_deberta_v2 as hf
 
 from ptrain.backbones.base import Backbone
+from ptrain.backbones.lm import right_aligned_order
+from ptrain.prompts.base import PromptOutput
 
 
 class PrefixSlot:
@@ -114,6 +116,18 @@ class DebertaV2Backbone(Backbone):
 
     def position_ids(self, input_ids: torch.Tensor, shift: int) -> torch.Tensor | None:
         return super().position_ids(input_ids, shift) if self.config.position_biased_input else None
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None, prompt: PromptOutput | None = None) -> torch.Tensor:
+        """Relative positions count columns: left padding would sit between a prompt (or prefix) and the text and
+        change their distance per row, so left-padded rows are right-aligned for the call and put back after."""
+        if not bool((attention_mask[:, 0] == 0).any()):
+            return super().forward(input_ids, attention_mask, token_type_ids, prompt)
+        order = right_aligned_order(attention_mask)
+        hidden = super().forward(input_ids.gather(1, order), attention_mask.gather(1, order),
+                                 None if token_type_ids is None else token_type_ids.gather(1, order), prompt)
+        back = torch.argsort(order, dim=1)
+        return hidden.gather(1, back[..., None].expand(-1, -1, hidden.shape[-1]))
 
     def run(self, inputs: dict, prefixes: dict) -> torch.Tensor:
         self.slot.kv = prefixes

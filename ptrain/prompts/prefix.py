@@ -35,11 +35,11 @@ class DeepPrefix(PromptModule):
         super().__init__()
         self.kind = "prefix"
         n = geometry.num_layers
-        chosen = list(range(n)) if layers is None else sorted(set(int(i) for i in layers))
+        chosen = list(range(n)) if layers is None else [int(i) for i in layers]
         bad = [i for i in chosen if not -n <= i < n]
         if bad:
             raise ValueError(f"method.layers has {bad}, outside the backbone's {n} layers (0..{n - 1})")
-        self.layer_ids = sorted(i % n for i in chosen)
+        self.layer_ids = sorted({i % n for i in chosen})  # after wrapping: -1 and n-1 are one layer
         self.length = length
         self.kv_heads, self.head_dim = geometry.num_kv_heads, geometry.head_dim
         out = 2 * len(self.layer_ids) * self.kv_heads * self.head_dim
