@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ptrain.backbones.base import Backbone
@@ -51,6 +51,9 @@ def _build(name: str, cfg: Mapping[str, Any], backbone: Backbone, tokenizer: Any
             lstm_dropout=cfg.get("lstm_dropout", 0.0),
         )
     layers = cfg.get("layers")
+    if layers is not None and (isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable)):
+        raise ValueError(f"method.layers must be a list of layer indices (e.g. [{layers}] or [-1], null = all); "
+                         f"got {layers!r}")
     return DeepPrefix(
         cfg["length"], geometry, layers=None if layers is None else list(layers),
         reparam=cfg.get("reparam", "none"), reparam_hidden=cfg.get("reparam_hidden", 512),

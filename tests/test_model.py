@@ -148,6 +148,8 @@ def test_unknown_method_and_bad_layers(minilm) -> None:
         build_prompt({"name": "lora"}, backbone, tokenizer)
     with pytest.raises(ValueError, match=r"method.layers has \[7\], outside the backbone's 6 layers"):
         build_prompt({"name": "ptv2", "length": 4, "layers": [0, 7]}, backbone, tokenizer)
+    with pytest.raises(ValueError, match=r"method.layers must be a list of layer indices \(e.g. \[3\] or \[-1\]"):
+        build_prompt({"name": "ptv2", "length": 4, "layers": 3}, backbone, tokenizer)
 
 
 def test_unsupported_model_type_names_supported_ones() -> None:
