@@ -67,7 +67,8 @@ class ExactResume(Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        if not self.requested:
+        # only between optimizer steps: gradients accumulated over part of a group are not in a checkpoint
+        if not self.requested or batch_idx % max(1, trainer.accumulate_grad_batches) != 0:
             return
         existing = latest_hpc_checkpoint(self.run_dir)
         number = 1 + (int(existing.stem.removeprefix(HPC_PREFIX)) if existing else 0)
@@ -101,8 +102,10 @@ class ExactResume(Callback):
         datamodule = trainer.datamodule
         if datamodule is None or trainer.state.fn != "fit" or not loop:
             return
-        if progress.get("is_last_batch", False) or done == 0:
+        if progress.get("is_last_batch", False):
             epoch, done = epoch + 1, 0  # saved after a finished epoch: the next one starts from its first batch
+        # done == 0 without is_last_batch: saved before the first batch of `epoch` (a signal that landed in the
+        # previous epoch's last step or its validation), so that epoch starts from its first batch
         datamodule.resume_at = (epoch, done)
         if getattr(datamodule, "train_sampler", None) is not None:
             datamodule.train_sampler.resume_at = datamodule.resume_at

@@ -67,3 +67,38 @@ def test_signal_mid_epoch_checkpoints_requeues_and_resumes_exactly(tmp_path, fak
         assert torch.equal(value, last_b[name]), name
     assert json.loads((interrupted / "results.json").read_text())["metrics"] == straight["metrics"]
     assert not list(interrupted.glob("hpc_ckpt_*.ckpt"))  # superseded by the finished run's last.ckpt
+
+
+def _final_weights(run_dir) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+class SignalAtBatch(SignalAtStep):
+    """Sends SIGUSR1 after a given batch of a given epoch (with accumulation, possibly mid-way through a step)."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        super().__init__(-1)
+        self.at = (epoch, batch)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) == self.at and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+@pytest.mark.parametrize(("signal_at", "extra"), [
+    # after the last batch of epoch 0: saved before epoch 1's first batch, which must keep epoch 1's order
+    (lambda: SignalAtStep(6), []),
+    # after batch 2 of epoch 1, mid-way through a 2-batch gradient accumulation: saved when the group is done
+    (lambda: SignalAtBatch(1, 2), ["trainer.accumulate_grad_batches=2"]),
+])
+def test_signal_at_an_epoch_or_accumulation_boundary_resumes_exactly(tmp_path, fake_slurm, signal_at,
+                                                                      extra) -> None:
+    common = [*COMMON, *extra]
+    straight, _, _ = run(compose_run(tmp_path / "a", *common))
+    with pytest.raises(SystemExit):
+        run(compose_run(tmp_path / "b", *common), callbacks=[signal_at()])
+    resumed, _, _ = run(compose_run(tmp_path / "b", *common))
+    assert resumed["metrics"] == straight["metrics"]
+    a, b = _final_weights(tmp_path / "a"), _final_weights(tmp_path / "b")
+    assert all(torch.equal(value, b[name]) for name, value in a.items())
