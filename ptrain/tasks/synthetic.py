@@ -7,6 +7,7 @@ seen in training, so a model must use context rather than memorise names to scor
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def write_synthetic_ner(directory: str | Path, n_train: int = 1500, n_dev: int =
         lines = ["-DOCSTART- -X- -X- O", ""]
         for _ in range(count):
             lines += [f"{token} NN O {tag}" for token, tag in _sentence(rng, pool)] + [""]
-        tmp = directory / f".{name}.txt.tmp"
+        tmp = directory / f".{name}.txt.{os.getpid()}.tmp"  # concurrent first runs of a sweep each write their own
         tmp.write_text("\n".join(lines), encoding="utf-8")
         tmp.replace(directory / f"{name}.txt")
     return directory

@@ -55,7 +55,7 @@ def write_e2e(directory: str | os.PathLike[str], n_train: int = 600, n_dev: int 
             for template in rng.sample(TEMPLATES, refs):
                 rows.append((meaning_representation(record), template.format(**record)))
         path = directory / filename
-        tmp = path.with_name(f".{filename}.tmp")
+        tmp = path.with_name(f".{filename}.{os.getpid()}.tmp")  # concurrent first runs each write their own
         with tmp.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
             writer.writerow(["mr", "ref"])
