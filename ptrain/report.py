@@ -757,6 +757,7 @@ def load_wandb_runs(path: str, *, group: str | None = None) -> pd.DataFrame:
                     "best_epoch", "wall_s"):
             if key in summary:
                 record[key] = summary[key]
+        record.setdefault("main_metric", config.get("main_metric"))  # ptrain logs it beside the config
         try:
             row = _parse_record(Path(f"wandb:{path}/{run.id}"), record)
         except ResultsError as exc:

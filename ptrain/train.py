@@ -75,7 +75,9 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any],
 
     config = OmegaConf.to_container(cfg, resolve=True)
     cell = f"{cfg.task.name}-{cfg.method.name}-{cfg.model.name}"
-    logger = make_logger(cfg.logger, run_dir, f"{cell}-s{cfg.seed}", config, cell=cell)
+    # main_metric beside the config: a report read back from W&B picks each run's headline metric by it
+    logger = make_logger(cfg.logger, run_dir, f"{cell}-s{cfg.seed}", {**config, "main_metric": task.main_metric},
+                         cell=cell)
     if logger is not None:
         logger.log_metrics({k: float(v) for k, v in summary.items()}, step=0)
     monitor = f"val/{task.main_metric}"
@@ -118,9 +120,13 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any],
     }
     write_json_atomic(run_dir / "results.json", results)
     if logger is not None:
-        logger.log_metrics({f"best/{k}": v for k, v in metrics.items()})
+        final = {f"best/{k}": v for k, v in metrics.items()}
+        final.update({"wall_s": results["wall_s"], **({"best_epoch": best_epoch} if best_epoch is not None else {})})
+        logger.log_metrics(final)
         if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()
+        else:
+            logger.save()  # the Trainer has finalized its logger already: flush these last rows
     print_results(results)
     return results, module, trainer
 

@@ -235,6 +235,13 @@ def test_wandb_runs_use_best_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
     assert frame["run_dir"].tolist() == ["wandb:a", "wandb:b"]
     summary = report.summarize(frame, metric="accuracy", paper=_paper([]))
     assert summary["mean"].tolist() == [pytest.approx(79.0)]
+    assert report.summarize(frame, paper=_paper([])).empty  # no main_metric anywhere: nothing to pick
+    for run in runs:  # as ptrain.train logs it: main_metric beside the config, best_epoch and wall_s as metrics
+        run.config["main_metric"] = "accuracy"
+        run.summary.update(best_epoch=3, wall_s=12.5)
+    frame = report.load_wandb_runs("me/ptrain")
+    assert frame["best_epoch"].tolist() == [3, 3] and frame["wall_s"].tolist() == [12.5, 12.5]
+    assert report.summarize(frame, paper=_paper([]))["mean"].tolist() == [pytest.approx(79.0)]
 
 
 def test_extra_test_sets_and_aliases(tmp_path: Path) -> None:

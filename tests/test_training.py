@@ -115,4 +115,6 @@ def test_csv_logger_records_parameter_accounting(tmp_path) -> None:
     text = (tmp_path / "csv" / "metrics.csv").read_text()
     header = text.splitlines()[0].split(",")
     assert {"trainable_params", "total_params", "trainable_share", "prompt_bytes", "val/f1"} <= set(header)
+    # the scores at the best checkpoint, its epoch and the wall time come last, after the Trainer is done
+    assert {"best/val/f1", "best/test/f1", "best_epoch", "wall_s"} <= set(header)
     assert str(results["trainable_params"]) in text or f"{float(results['trainable_params'])}" in text
