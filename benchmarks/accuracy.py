@@ -401,8 +401,10 @@ def run_grid(grid: list[tuple[str, str, int]], commands: list[list[str]], args: 
         start = time.perf_counter()
         log = results.parent / "train.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        # a --force rerun, or a cell whose earlier run was killed, starts over in its directory
+        again = ["overwrite=true"] if results.exists() or (results.parent / "checkpoints").exists() else []
         with log.open("w") as handle:
-            done = subprocess.run(cmd, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
+            done = subprocess.run([*cmd, *again], cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
         status = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode}, see {log})"
         print(f"[{index}/{len(grid)}] {task} {method} s{seed}: {status} in {time.perf_counter() - start:.0f} s",
               file=sys.stderr, flush=True)

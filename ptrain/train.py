@@ -67,6 +67,8 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any],
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("ckpt_path") is None and latest_hpc_checkpoint(run_dir) is None:
+        _claim(run_dir, bool(cfg.get("overwrite", False)))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task, model, tokenizer = build(cfg)
     summary = model.parameter_summary()
@@ -129,6 +131,22 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any],
             logger.save()  # the Trainer has finalized its logger already: flush these last rows
     print_results(results)
     return results, module, trainer
+
+
+def _claim(run_dir: Path, overwrite: bool) -> None:
+    """A fresh run may not silently replace a run directory's results and checkpoints (a rerun with the same
+    `hydra.run.dir`): refuse, unless `overwrite=true`, which clears the old checkpoints (no stale best-*.ckpt)."""
+    import shutil
+
+    old = [p for p in (run_dir / "results.json", *sorted((run_dir / "checkpoints").glob("*.ckpt"))) if p.exists()]
+    if not old:
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{run_dir} already holds a run ({', '.join(str(p.relative_to(run_dir)) for p in old[:3])}): resume it "
+            "with ckpt_path=last, choose another hydra.run.dir, or set overwrite=true to start it over")
+    log.warning("overwrite=true: replacing the run in %s", run_dir)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
 def print_results(results: dict[str, Any]) -> None:

@@ -96,6 +96,19 @@ def test_a_checkpoint_loads_outside_a_trainer(tmp_path) -> None:
     assert saved and all(torch.equal(module.state_dict()[name], value) for name, value in saved.items())
 
 
+def test_a_finished_run_directory_is_not_overwritten(tmp_path) -> None:
+    common = ["method=ptv2", "method.length=4", "trainer.max_epochs=1"]
+    run(compose_run(tmp_path, *common))
+    before = {p: p.read_bytes() for p in [tmp_path / "results.json", *(tmp_path / "checkpoints").glob("*.ckpt")]}
+    with pytest.raises(FileExistsError, match=r"already holds a run \(results.json, checkpoints/best-0.ckpt.*"
+                                              r"resume it with ckpt_path=last.*or set overwrite=true"):
+        run(compose_run(tmp_path, *common, "seed=7"))
+    assert {p: p.read_bytes() for p in before} == before  # nothing written, nothing lost
+    results, _, _ = run(compose_run(tmp_path, *common, "seed=7", "overwrite=true"))
+    assert results["seed"] == 7 and json.loads((tmp_path / "results.json").read_text())["seed"] == 7
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best-0.ckpt", "last.ckpt"]
+
+
 def test_wandb_logs_offline_without_login(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
