@@ -9,6 +9,23 @@ from ptrain.backbones.base import Backbone
 from ptrain.prompts import DeepPrefix, PromptEncoder, PromptModule, SoftPrompt
 
 METHODS = ("finetune", "head", "prompt", "ptv1", "ptv2")
+#: every key some method reads (conf/method/*.yaml). A grid may set a key only some of its methods read (an
+#: experiment sets `length` for finetune too), but a key no method reads is a typo (`+method.lenght=4`).
+METHOD_KEYS = frozenset({
+    "name", "lr", "backbone_dropout",  # all
+    "length",  # prompt, ptv1, ptv2
+    "init", "init_text", "init_seed",  # prompt
+    "encoder", "encoder_hidden", "lstm_layers", "lstm_dropout",  # ptv1
+    "reparam", "reparam_hidden", "dropout", "layers", "shift_positions",  # ptv2
+})
+
+
+def check_keys(group: str, cfg: Mapping[str, Any], known: frozenset[str]) -> None:
+    """A key that nothing reads is an error naming it, not a setting silently ignored."""
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"{group}.{unknown[0]} is not a key of {group} (a typo?); known keys: "
+                         f"{', '.join(sorted(known))}")
 
 
 def trains_backbone(cfg: Mapping[str, Any]) -> bool:
@@ -20,6 +37,7 @@ def build_prompt(cfg: Mapping[str, Any], backbone: Backbone, tokenizer: Any) -> 
     name = cfg["name"]
     if name not in METHODS:
         raise ValueError(f"method.name={name!r} is unknown; choose one of {', '.join(METHODS)}")
+    check_keys("method", cfg, METHOD_KEYS)
     if name in ("finetune", "head"):
         return None
     prompt = _build(name, cfg, backbone, tokenizer)

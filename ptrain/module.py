@@ -11,6 +11,9 @@ import torch
 from ptrain.model import PromptedModel
 from ptrain.tasks.base import Task
 
+#: the keys `configure_optimizers` reads (conf/train.yaml `optim`)
+OPTIM_KEYS = frozenset({"lr", "weight_decay", "schedule", "gamma", "warmup_ratio", "fused"})
+
 
 class PromptTuningModule(L.LightningModule):
     """Trains the trainable part of a `PromptedModel` on a task.
@@ -24,6 +27,9 @@ class PromptTuningModule(L.LightningModule):
 
     def __init__(self, model: PromptedModel, task: Task, optim: Mapping[str, Any]) -> None:
         super().__init__()
+        from ptrain.methods import check_keys
+
+        check_keys("optim", optim, OPTIM_KEYS)
         self.model, self.task, self.optim = model, task, dict(optim)
         self._metric = None
         self.model.train()  # from_pretrained returns eval-mode modules; Lightning keeps the modes it finds

@@ -60,3 +60,19 @@ def test_position_budget_error_from_config(tmp_path) -> None:
     cfg = compose_run(tmp_path, "method=ptv2", "method.length=100", "task.max_length=100")
     with pytest.raises(ValueError, match="exceeds the backbone's 160 positions"):
         build(cfg)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("+method.lenght=4", r"method.lenght is not a key of method \(a typo\?\); known keys: .*length"),
+    ("+optim.warmup_steps=5", r"optim.warmup_steps is not a key of optim \(a typo\?\); known keys: .*warmup_ratio"),
+])
+def test_a_key_nothing_reads_is_an_error(tmp_path, override, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        run(compose_run(tmp_path, override))
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_a_key_another_method_reads_is_allowed_in_a_grid(tmp_path) -> None:
+    """Experiment grids set `length` for every method of the grid; finetune simply does not read it."""
+    task, model, _ = build(compose_run(tmp_path, "method=finetune", "+method.length=20"))
+    assert model.prompt is None
