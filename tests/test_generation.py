@@ -182,3 +182,32 @@ def test_decoder_and_t5_classification_train_and_evaluate(tmp_path, model, task,
     after = module.model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert 0.0 <= results["metrics"]["val/accuracy"] <= 1.0
+
+
+def test_a_batch_pads_each_key_to_its_own_length(tmp_path) -> None:
+    """A target longer than every source of its batch (padded with -100 to the longest target), and the
+    verbalizer's label words (K of them per example: never padded to the input's length)."""
+    _, tokenizer = load("tiny_gpt2")
+    rows = [{"src": "a b", "tgt": "one two three four five six seven"}, {"src": "c d e", "tgt": "x"}]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = GenerationTask("toy", data_dir=str(tmp_path), format="jsonl", files={"train": "train.jsonl"},
+                          source_field="src", target_field="tgt")
+    features = task.encode(task.examples("train"), tokenizer)
+    batch = task.collate(features, tokenizer.pad_token_id)
+    long = features[0]["labels"]
+    assert batch["labels"].shape == (2, len(long)) and len(long) > batch["input_ids"].shape[1]
+    assert batch["labels"][1].tolist() == features[1]["labels"] + [-100] * (len(long) - len(features[1]["labels"]))
+
+    from ptrain.tasks.verbalizer import VerbalizerTask
+
+    write_superglue("rte", tmp_path / "RTE", n_train=4, n_val=4, n_test=2)
+    cfg = compose_run(tmp_path / "run", "model=tiny_llama", "task=rte_verbalizer", f"task.data_dir={tmp_path / 'RTE'}")
+    task = build(cfg)[0]
+    assert isinstance(task, VerbalizerTask)
+    _, tokenizer = load("tiny_llama")
+    batch = task.collate(task.encode(task.examples("train"), tokenizer), tokenizer.pad_token_id)
+    assert batch["label_token_ids"].shape == (4, 2)
+    logits = torch.zeros(4, tokenizer.vocab_size)
+    logits[:, 0] = 5.0  # a token that is no label word: it must not enter the class scores
+    assert task.label_logits(logits, batch).shape == (4, 2)
+    assert float(task.loss(logits, batch)) == pytest.approx(float(torch.log(torch.tensor(2.0))))  # two equal logits

@@ -126,7 +126,8 @@ class Task:
 
     # ---- batches, loss, metrics ------------------------------------------------------------------
     def collate(self, features: list[dict], pad_id: int) -> dict[str, Any]:
-        length = max(len(f["input_ids"]) for f in features)
+        """Each list-valued key is padded to its own longest value: token-aligned keys to the longest input,
+        a generation target to the longest target, a fixed-size list (the verbalizer's label words) not at all."""
         batch: dict[str, Any] = {}
         pads = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": 0, "labels": -100}
         for key in features[0]:
@@ -135,6 +136,7 @@ class Task:
                 batch[key] = values
                 continue
             if isinstance(values[0], list):
+                length = max(len(v) for v in values)
                 values = [v + [pads.get(key, 0)] * (length - len(v)) for v in values]
             batch[key] = torch.tensor(values)
         return batch
