@@ -30,7 +30,9 @@ fi
 
 stamp="$(date +%Y-%m-%d_%H-%M-%S)"
 root="multirun/${prefix}/${stamp}"
-pids=()
+# A multirun exits non-zero when any of its jobs failed: note it and go on with the other tasks, so one
+# crashed seed does not cancel the rest of the table; the exit status says whether everything ran.
+pids=(); names=(); failed=()
 for file in "${files[@]}"; do
   name="${file#experiments/}"; name="${name%.yaml}"
   task="${name##*/}"
@@ -38,12 +40,17 @@ for file in "${files[@]}"; do
   echo "+ ${cmd[*]}"
   if [ "${PARALLEL:-0}" = "1" ]; then
     "${cmd[@]}" &
-    pids+=("$!")
+    pids+=("$!"); names+=("${name}")
   else
-    "${cmd[@]}"
+    "${cmd[@]}" || failed+=("${name}")
   fi
 done
-for pid in "${pids[@]}"; do
-  wait "${pid}"
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || failed+=("${names[$i]}")
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "multiruns with failed jobs: ${failed[*]} (their job logs are under ${root}/<task>/)" >&2
+  echo "report what finished with: python -m ptrain.report ${root}" >&2
+  exit 1
+fi
 echo "done; report with: python -m ptrain.report ${root}"

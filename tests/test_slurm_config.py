@@ -218,6 +218,7 @@ def test_experiment_grid_composes_with_its_values(name: str) -> None:
             "`_self_` BEFORE `optional experiment: null` in its defaults, or its own values "
             "(experiment: null, optim.*, data.*) override every experiment file"
         )
+        assert cfg.trainer.gradient_clip_val == 1.0, job  # the official HF Trainer's max_grad_norm
         expected_schedule = OmegaConf.select(spec, "optim.schedule")
         if expected_schedule is not None:
             assert cfg.optim.schedule == expected_schedule, job
@@ -228,3 +229,21 @@ def test_experiment_grid_composes_with_its_values(name: str) -> None:
             assert cfg.method.length == hp["length"], job
             assert cfg.data.batch_size == hp["batch_size"], job
             assert cfg.trainer.max_epochs == hp["epochs"], job
+
+
+@pytest.mark.parametrize("parallel", ["0", "1"])
+def test_run_table_runs_every_task_when_one_multirun_fails(tmp_path: Path, parallel: str) -> None:
+    """One crashed job makes its multirun exit non-zero; the table goes on and says which task failed."""
+    import subprocess
+
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    fake = bin_dir / "python"  # stands in for `python train.py -m experiment=...`
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\ncase "$*" in *bert_large_cb*) exit 1;; esac\nexit 0\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PARALLEL": parallel}
+    done = subprocess.run(["bash", str(REPO / "slurm" / "run_table.sh"), "superglue/bert_large"], env=env,
+                          capture_output=True, text=True, check=False)
+    started = sorted(line.split("experiment=")[1].split()[0] for line in calls.read_text().splitlines())
+    assert started == sorted(f"superglue/{p.stem}" for p in (EXPERIMENTS / "superglue").glob("bert_large_*.yaml"))
+    assert done.returncode == 1 and "multiruns with failed jobs: superglue/bert_large_cb" in done.stderr
