@@ -6,6 +6,9 @@ backward and the optimizer step. This callback only records the signal; at the n
 `run_dir/hpc_ckpt_<n>.ckpt` (weights, optimizer, scheduler, loop progress, RNG states), asks SLURM to requeue
 the job, and exits. The requeued job runs the same command; `ptrain.train.run` finds the checkpoint and resumes,
 and this callback makes the batch sampler skip the batches of the interrupted epoch that were already trained.
+`ptrain.train.run` listens for the whole run: a signal before training requeues at once (nothing to save), one
+after the last training step requeues when fitting ends, and the requeued job resumes from `last.ckpt`
+(`requeued_checkpoint`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,15 @@ from lightning.pytorch.callbacks import Callback
 log = logging.getLogger(__name__)
 
 HPC_PREFIX = "hpc_ckpt_"
+
+
+def requeued_checkpoint(run_dir: str | Path) -> Path | None:
+    """For a job SLURM requeued (SLURM_RESTART_COUNT > 0) that left no `hpc_ckpt` but an unfinished run: its
+    `checkpoints/last.ckpt` (the signal came outside the training steps, after an epoch had been saved)."""
+    run_dir = Path(run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+    return last if requeued and last.exists() and not (run_dir / "results.json").exists() else None
 
 
 def latest_hpc_checkpoint(run_dir: str | Path) -> Path | None:
@@ -51,19 +63,33 @@ class ExactResume(Callback):
         log.warning("received signal %d: checkpointing at the next step boundary, then requeueing", signum)
         self.requested = True
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._previous = signal.signal(self.signum, self._on_signal)
+    def listen(self) -> None:
+        """Catch the signal from now on (idempotent); `ptrain.train.run` calls it before loading the model."""
+        if self._previous is None:
+            self._previous = signal.signal(self.signum, self._on_signal)
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore_handler()
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._restore_handler()
-
-    def _restore_handler(self) -> None:
+    def release(self) -> None:
+        """Give the signal back to its previous handler."""
         if self._previous is not None:
             signal.signal(self.signum, self._previous)
             self._previous = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.listen()
+        if self.requested:  # it came while the model and data were loading: nothing to save yet
+            self._requeue_and_exit("before training started")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.requested:  # after the last training step (e.g. in the last validation): last.ckpt holds it all
+            self._requeue_and_exit("after the last training step; the requeued job resumes from last.ckpt")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.release()
+
+    def _requeue_and_exit(self, when: str) -> None:
+        log.warning("signal %d arrived %s: requeueing", self.signum, when)
+        self._requeue()
+        raise SystemExit(0)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -75,8 +101,7 @@ class ExactResume(Callback):
         path = self.run_dir / f"{HPC_PREFIX}{number}.ckpt"
         trainer.save_checkpoint(path)  # Lightning writes to a temporary file and renames it
         log.warning("saved %s at global step %d", path, trainer.global_step)
-        self._requeue()
-        raise SystemExit(0)  # the scheduler ends the job anyway; exit before doing work that would be lost
+        self._requeue_and_exit(f"in training; saved {path.name}")  # the scheduler ends the job anyway
 
     def _requeue(self) -> None:
         job_id = os.environ.get("SLURM_JOB_ID")

@@ -53,6 +53,27 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any],
     """(results, LightningModule, Trainer): the module is returned so tests can inspect trained weights.
 
     `callbacks` are added to the Trainer's (for programmatic use; configs cover everything else)."""
+    from ptrain.resume import ExactResume, latest_hpc_checkpoint, requeued_checkpoint
+
+    started = time.perf_counter()
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is None and (found := latest_hpc_checkpoint(run_dir) or requeued_checkpoint(run_dir)):
+        log.warning("resuming the requeued run from %s", found)
+        ckpt_path = str(found)
+    if ckpt_path is None:
+        _claim(run_dir, bool(cfg.get("overwrite", False)))
+    resume = ExactResume(run_dir)
+    resume.listen()  # from here on, the cluster's warning signal requeues the job instead of killing it
+    try:
+        return _run(cfg, run_dir, ckpt_path, resume, callbacks, started)
+    finally:
+        resume.release()
+
+
+def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any, callbacks: list | None,
+         started: float) -> tuple[dict[str, Any], Any, Any]:
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -62,13 +83,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any],
     from ptrain.loggers import make_logger
     from ptrain.module import PromptTuningModule
     from ptrain.results import write_json_atomic
-    from ptrain.resume import ExactResume, latest_hpc_checkpoint
 
-    started = time.perf_counter()
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.get("ckpt_path") is None and latest_hpc_checkpoint(run_dir) is None:
-        _claim(run_dir, bool(cfg.get("overwrite", False)))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task, model, tokenizer = build(cfg)
     summary = model.parameter_summary()
@@ -93,12 +108,8 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any],
     if SLURMEnvironment.detect():  # ExactResume handles the requeue signal instead of Lightning's handler
         plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
-                        callbacks=[checkpoints, latest, ExactResume(run_dir), *(callbacks or [])],
+                        callbacks=[checkpoints, latest, resume, *(callbacks or [])],
                         default_root_dir=str(run_dir), plugins=plugins)
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is None and (preempted := latest_hpc_checkpoint(run_dir)) is not None:
-        log.warning("resuming the requeued run from %s", preempted)
-        ckpt_path = str(preempted)
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     for stale in run_dir.glob("hpc_ckpt_*.ckpt"):  # the finished run's last.ckpt supersedes them
         stale.unlink()

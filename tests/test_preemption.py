@@ -102,3 +102,34 @@ def test_signal_at_an_epoch_or_accumulation_boundary_resumes_exactly(tmp_path, f
     assert resumed["metrics"] == straight["metrics"]
     a, b = _final_weights(tmp_path / "a"), _final_weights(tmp_path / "b")
     assert all(torch.equal(value, b[name]) for name, value in a.items())
+
+
+class SignalInLastValidation(Callback):
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == trainer.max_epochs - 1 and not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def test_a_signal_outside_the_training_steps_requeues_and_the_requeued_job_finishes_exactly(
+        tmp_path, fake_slurm, monkeypatch) -> None:
+    import ptrain.train
+
+    straight, _, _ = run(compose_run(tmp_path / "a", *COMMON))
+
+    # while the model loads: nothing to save, the job is requeued at once and starts over
+    build = ptrain.train.build
+    monkeypatch.setattr(ptrain.train, "build", lambda cfg: (os.kill(os.getpid(), signal.SIGUSR1), build(cfg))[1])
+    with pytest.raises(SystemExit):
+        run(compose_run(tmp_path / "b", *COMMON))
+    monkeypatch.setattr(ptrain.train, "build", build)
+    assert fake_slurm.read_text().split() == ["requeue", "4242"] and not (tmp_path / "b" / "checkpoints").exists()
+
+    # in the last validation: fitting is done and saved in last.ckpt; the requeued job resumes from it
+    with pytest.raises(SystemExit):
+        run(compose_run(tmp_path / "b", *COMMON), callbacks=[SignalInLastValidation()])
+    assert not list((tmp_path / "b").glob("hpc_ckpt_*")) and not (tmp_path / "b" / "results.json").exists()
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    resumed, _, _ = run(compose_run(tmp_path / "b", *COMMON))
+    assert resumed["metrics"] == straight["metrics"] and resumed["best_epoch"] == straight["best_epoch"]
+    a, b = _final_weights(tmp_path / "a"), _final_weights(tmp_path / "b")
+    assert all(torch.equal(value, b[name]) for name, value in a.items())
