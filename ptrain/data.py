@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import random
@@ -93,8 +94,18 @@ def feature_length(feature: dict) -> int:
 
 
 def _tokenizer_fingerprint(tokenizer: Any) -> str:
-    state = f"{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}|{tokenizer.padding_side}"
-    return hashlib.sha1(state.encode()).hexdigest()[:12]
+    """What decides the ids: the tokenizer's class, sides, settings (do_lower_case, add_prefix_space...) and, for
+    fast tokenizers, its whole vocabulary and pipeline (a local tokenizer folder edited in place changes it)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    settings = {key: value for key, value in getattr(tokenizer, "init_kwargs", {}).items()
+                if isinstance(value, str | int | float | bool | type(None))}
+    state = json.dumps([type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer), tokenizer.padding_side,
+                        getattr(tokenizer, "truncation_side", None), settings], sort_keys=True, default=str)
+    digest = hashlib.sha1(state.encode())
+    if backend is not None:  # less the truncation and padding state, which each call to the tokenizer resets
+        pipeline = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        digest.update(json.dumps(pipeline, sort_keys=True).encode())
+    return digest.hexdigest()[:12]
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -126,7 +137,11 @@ class TaskDataModule(L.LightningDataModule):
         key = f"{self.task.name}-{self.task.fingerprint()}-{_tokenizer_fingerprint(self.tokenizer)}-{split}"
         path = cache_dir() / "tokenized" / f"{key}.pt"
         if self.cache and path.exists():
-            return torch.load(path, weights_only=False)
+            try:
+                return torch.load(path, weights_only=False)
+            except Exception as error:  # truncated or corrupt (a node died mid-write): tokenise again
+                log.warning("tokenisation cache %s is unreadable (%s: %s); rebuilding it", path,
+                            type(error).__name__, error)
         examples = self.task.examples(split)
         features = None if examples is None else self.task.encode(examples, self.tokenizer)
         if self.cache:

@@ -560,3 +560,20 @@ def test_ontonotes_errors(tmp_path: Path) -> None:
         read_ontonotes(path)
     with pytest.raises(FileNotFoundError, match=r"dev\.sd\.conllx"):
         read_ontonotes(tmp_path, "dev")
+
+
+def test_conll_byte_order_mark_and_missing_tag_column(tmp_path: Path) -> None:
+    from ptrain.readers.conll import read_conll
+
+    path = tmp_path / "train.txt"
+    path.write_text("\ufeff-DOCSTART- -X- -X- O\n\nAnna NN B-PER\nwent VB O\n", encoding="utf-8")
+    assert read_conll(path) == [{"tokens": ["Anna", "went"], "tags": ["B-PER", "O"], "line": 3}]
+    with pytest.raises(DataFormatError, match=r"train.txt, line 3: line has 3 columns, no column 5"):
+        read_conll(path, tag_column=5)
+
+
+def test_squad_is_impossible_must_be_a_boolean(tmp_path: Path) -> None:
+    path = _squad(tmp_path / "dev.json", [{"id": "q", "question": "?", "is_impossible": "false",
+                                           "answers": [{"text": "Paris", "answer_start": 0}]}])
+    with pytest.raises(DataFormatError, match=r"question id 'q': field 'is_impossible' should be bool, got str"):
+        read_squad(path)

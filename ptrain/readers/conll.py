@@ -25,7 +25,7 @@ def read_conll(path: str | Path, tag_column: int = -1, labels: Sequence[str] | N
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:  # -sig: a byte-order mark would glue onto -DOCSTART-
         for number, raw in enumerate(handle, start=1):
             line = raw.strip()
             if not line or line.startswith("-DOCSTART-"):
@@ -37,6 +37,9 @@ def read_conll(path: str | Path, tag_column: int = -1, labels: Sequence[str] | N
             if len(columns) < 2:
                 raise DataFormatError(path, f"malformed line {line[:60]!r}", line=number, field="columns",
                                       expected="at least 2 whitespace-separated columns: token ... tag")
+            if not -len(columns) <= tag_column < len(columns):
+                raise DataFormatError(path, f"line has {len(columns)} columns, no column {tag_column}", line=number,
+                                      field="task.tag_column", expected="a tag column that every token line has")
             tag = columns[tag_column]
             if not _TAG.match(tag):
                 raise DataFormatError(path, f"malformed tag {tag!r}", line=number, field="tag",

@@ -83,7 +83,7 @@ def read_squad(path: PathLike, split: str | None = None, *, strict: bool = True)
                     )
                 seen.add(qid)
                 question = _need(qa, "question", str, file, qwhere)
-                impossible = bool(qa.get("is_impossible", False))
+                impossible = _need(qa, "is_impossible", bool, file, qwhere) if "is_impossible" in qa else False
                 texts: list[str] = []
                 starts: list[int] = []
                 for ans_i, ans in enumerate(_need(qa, "answers", list, file, qwhere)):

@@ -121,6 +121,7 @@ class MultiRCTask(ClassificationTask):
     """MultiRC: one binary example per answer option; metrics `f1a` (main) and `em` need the question ids."""
 
     meta_keys = ("question_id",)
+    split_group = "question_id"  # a question's options are scored together (EM): never split across train/dev
 
     def __init__(self, *args: Any, main_metric: str = "f1a", **kwargs: Any) -> None:
         super().__init__(*args, main_metric=main_metric, **kwargs)

@@ -65,7 +65,10 @@ class NERTask(Task):
         return rows
 
     def extra_fingerprint(self) -> dict:
-        return {"format": self.format} if self.format != "conll" else {}
+        state = {"format": self.format} if self.format != "conll" else {}
+        if self.tag_column != -1:  # only then, so existing cache keys stay valid
+            state["tag_column"] = self.tag_column
+        return state
 
     def _read_hub(self, split: str) -> list[dict] | None:
         rows = self.load_hub(split)
