@@ -145,13 +145,16 @@ def split_tokens(task_name: str, args: argparse.Namespace) -> dict[str, int]:
     return counts
 
 
+def task_overrides(task: str, args: argparse.Namespace, prefix: str) -> list[str]:
+    """The `prefix*` overrides a task's runs get, in the order train.py applies them (the last of a key wins)."""
+    cmd = command(task, args.methods[0], args.seeds[0], args)
+    return [c for c in cmd[2:] if isinstance(c, str) and c.startswith(prefix)]
+
+
 def task_epochs(task: str, args: argparse.Namespace) -> int:
-    """The epochs a task's runs train for: its `--per-task` override, else `--epochs`, else the task's default."""
-    for override in args.per_task.get(task, []):
-        key, _, value = override.partition("=")
-        if key == "trainer.max_epochs":
-            return int(value)
-    return args.epochs or TASKS[task].epochs
+    """The epochs a task's runs train for, as their command sets it (`--per-task`, `--set`, `--epochs`, default)."""
+    values = [o.split("=", 1)[1] for o in task_overrides(task, args, "trainer.max_epochs=")]
+    return int(values[-1]) if values else args.epochs or TASKS[task].epochs
 
 
 def estimate(args: argparse.Namespace, speed_json: Path) -> str:
@@ -203,8 +206,8 @@ def majority(task: str, args: argparse.Namespace) -> float | None:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    overrides = [f"task={task}", f"task.data_dir={args.data / TASKS[task].data}", *TASKS[task].overrides,
-                 "run_dir=/tmp"]
+    # the runs' own task overrides (--per-task, --set included), so the split counted is the one they score
+    overrides = [f"task={task}", *task_overrides(task, args, "task."), "run_dir=/tmp"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     rows = instantiate(cfg.task, _convert_="all").examples("validation") or []
@@ -216,8 +219,8 @@ def _n_examples(task: str, args: argparse.Namespace) -> int:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    overrides = [f"task={task}", f"task.data_dir={args.data / TASKS[task].data}", *TASKS[task].overrides,
-                 "run_dir=/tmp"]
+    # the runs' own task overrides (--per-task, --set included), so the split counted is the one they score
+    overrides = [f"task={task}", *task_overrides(task, args, "task."), "run_dir=/tmp"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     return len(instantiate(cfg.task, _convert_="all").examples("train") or [])

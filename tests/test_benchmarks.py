@@ -202,3 +202,22 @@ def test_accuracy_grid_runs_jobs_side_by_side_with_a_share_of_the_cores(tmp_path
     assert not (tmp_path / "cb" / "head" / "s1" / "train.log").exists()
     with pytest.raises(SystemExit):
         accuracy.parse_args(["--jobs", "0"])
+
+
+def test_epochs_and_majority_follow_the_overrides_the_runs_get(shared_data) -> None:
+    """The last override of a key wins, as in train.py; the majority class is counted on the runs' own dev split."""
+    args = accuracy.parse_args(["--tasks", "boolq,rte", "--methods", "finetune", "--seeds", "1", "--data",
+                                str(shared_data), "--per-task", "boolq:trainer.max_epochs=3", "--per-task",
+                                "boolq:trainer.max_epochs=6", "--set", "trainer.max_epochs=2"])
+    assert accuracy.task_epochs("boolq", args) == 6 and accuracy.task_epochs("rte", args) == 2
+    half = accuracy.parse_args(["--tasks", "boolq", "--data", str(shared_data), "--per-task",
+                                "boolq:task.train_from_validation=0.5"])
+    rows = [json.loads(line) for line in (shared_data / "superglue" / "BoolQ" / "val.jsonl").open()]
+    import random
+
+    order = list(range(len(rows)))
+    random.Random(0).shuffle(order)  # as Task.examples: the held-out half is what the runs score
+    dev = [rows[i] for i in order[len(rows) // 2:]]
+    expected = max(sum(r["label"] for r in dev), sum(not r["label"] for r in dev)) / len(dev)
+    assert accuracy.majority("boolq", half) == pytest.approx(expected)
+    assert accuracy.majority("boolq", half) != pytest.approx(accuracy.majority("boolq", args))
