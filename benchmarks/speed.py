@@ -325,6 +325,10 @@ def gradient_depth(built: Built, batch: dict[str, Any], args: argparse.Namespace
     return next((i for i, s in enumerate(seen) if s), None)
 
 
+#: names of the query/key/value projections (BERT/RoBERTa/DeBERTa, Llama/Qwen/Mistral)
+QKV_NAMES = ("query", "key", "value", "query_proj", "key_proj", "value_proj", "q_proj", "k_proj", "v_proj")
+
+
 def step_flops(built: Built, args: argparse.Namespace, lowest: int | None) -> float:
     """Model FLOPs of one step, counting only the work the method needs (documented in README.md).
 
@@ -332,6 +336,9 @@ def step_flops(built: Built, args: argparse.Namespace, lowest: int | None) -> fl
     forward 2·N_l·T' + 4·T'·S_l·H; backward to the inputs (layers at or above the lowest layer in the graph)
     2·N_l·T' + 8·T'·S_l·H; weight gradients (fine-tuning only) 2·N_l·T'. Times the batch size. For fine-tuning
     this is the familiar 6·N per token plus attention; a frozen backbone does not pay the weight-gradient third.
+    The lowest layer in the graph of a frozen backbone without an input prompt gets its input from frozen
+    layers, so it has no query/key/value input gradients and no gradient of the queries (2·N_qkv·T' and
+    2·T'·S_l·H fewer): only the keys and values carry the prefix's gradient.
     """
     import torch
 
@@ -344,6 +351,10 @@ def step_flops(built: Built, args: argparse.Namespace, lowest: int | None) -> fl
         total += 2 * n * t + 4 * t * s * hidden
         if lowest is not None and index >= lowest:
             total += 2 * n * t + 8 * t * s * hidden
+            if index == lowest and not built.trains_backbone and not built.virtual_input:
+                qkv = sum(m.weight.numel() for name, m in layer.named_modules()
+                          if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in QKV_NAMES)
+                total -= 2 * qkv * t + 2 * t * s * hidden
         if built.trains_backbone:
             total += 2 * n * t
     return B * total

@@ -221,3 +221,24 @@ def test_epochs_and_majority_follow_the_overrides_the_runs_get(shared_data) -> N
     expected = max(sum(r["label"] for r in dev), sum(not r["label"] for r in dev)) / len(dev)
     assert accuracy.majority("boolq", half) == pytest.approx(expected)
     assert accuracy.majority("boolq", half) != pytest.approx(accuracy.majority("boolq", args))
+
+
+@pytest.mark.parametrize("variant", ["finetune", "head", "prompt", "ptv2", "ptv2_upper"])
+def test_step_flops_equal_torch_flop_counter_per_layer(variant: str) -> None:
+    """speed.py's closed form against torch's FlopCounterMode on the transformer layers of one real step."""
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    args = speed.parse_args(["--model", "tiny_bert", "--device", "cpu", "--batch", "2", "--seq", "16",
+                             "--length", "4"])
+    built = speed.build(speed.ALL_VARIANTS[variant], args)
+    batch = speed.make_batch(args, speed._vocab(built))
+    lowest = speed.gradient_depth(built, batch, args)
+    counter = FlopCounterMode(display=False, depth=None)
+    with counter:
+        logits = built.logits(batch["input_ids"], batch["attention_mask"])
+        F.cross_entropy(logits.float().flatten(0, -2), batch["labels"].flatten()).backward()
+    per_module = counter.get_flop_counts()
+    layers = [key for key in per_module if key.rsplit(".", 1)[-1].isdigit() and ".layer." in key]
+    assert len(layers) == 2
+    assert speed.step_flops(built, args, lowest) == sum(sum(per_module[key].values()) for key in layers)
