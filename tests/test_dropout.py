@@ -185,3 +185,32 @@ def test_gradient_checkpointing_replays_the_same_masks() -> None:
     plain, checkpointed = run(False), run(True)
     torch.testing.assert_close(checkpointed[0], plain[0])
     torch.testing.assert_close(checkpointed[1], plain[1])
+
+
+def test_dropped_probs_times_value_matches_autograd_and_saves_less() -> None:
+    """Same output and gradients as `masked(probs, keep) @ value`, without keeping the dropped probabilities."""
+    from ptrain.backbones.attention import DroppedProbsTimesValue
+
+    torch.manual_seed(0)
+    scores = torch.randn(2, 3, 5, 7, requires_grad=True)
+    value = torch.randn(2, 3, 7, 4, requires_grad=True)
+    keep = fd.keep_mask(scores.shape, 0.3)
+    grad = torch.randn(2, 3, 5, 4)
+
+    def run(fn):
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            probs = torch.softmax(scores, dim=-1)
+            out = fn(probs)
+        out.backward(grad)
+        grads = (scores.grad.clone(), value.grad.clone())
+        scores.grad = value.grad = None
+        return out.detach(), grads, {t.data_ptr(): t.numel() * t.element_size() for t in saved}
+
+    plain = run(lambda probs: torch.matmul(fd.masked(probs, keep), value))
+    fused = run(lambda probs: DroppedProbsTimesValue.apply(probs, keep, value))
+    torch.testing.assert_close(fused[0], plain[0])
+    for a, b in zip(fused[1], plain[1]):
+        torch.testing.assert_close(a, b)
+    # the dropped probabilities (a float tensor of the scores' size) are the difference
+    assert sum(plain[2].values()) - sum(fused[2].values()) == scores.numel() * 4
