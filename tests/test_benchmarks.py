@@ -54,18 +54,23 @@ def test_memory_probe_runs_in_a_fresh_process() -> None:
 
 
 def test_step_flops_follow_the_documented_formula() -> None:
-    """Hand count for a 2-layer encoder with linear weights N per layer, H = 64, batch 2, T = 8, P = 4."""
+    """Hand count for a 2-layer encoder with linear weights N per layer (N_qkv of them the query, key and value
+    projections), H = 64, batch 2, T = 8, P = 4."""
     import torch
 
     args = speed.parse_args(["--model", "tiny_bert", "--device", "cpu", "--batch", "2", "--seq", "8"])
 
-    layer = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 128), torch.nn.Linear(128, 64))
-    n = 64 * 64 + 64 * 128 + 128 * 64
+    linear = torch.nn.Linear
+    layer = torch.nn.ModuleDict({"query": linear(64, 64), "key": linear(64, 64), "value": linear(64, 64),
+                                 "up": linear(64, 128), "down": linear(128, 64)})
+    qkv = 3 * 64 * 64
+    n = qkv + 64 * 128 + 128 * 64
     built = speed.Built(speed.ALL_VARIANTS["ptv2_upper"], None, None, None, 0, 0, 0, {1: 4}, False, [layer, layer])
     B, T, H = 2, 8, 64
     fwd0 = 2 * n * T + 4 * T * T * H
     fwd1 = 2 * n * T + 4 * T * (T + 4) * H
-    bwd1 = 2 * n * T + 8 * T * (T + 4) * H
+    # layer 1 is the lowest in the graph and its input is frozen: no q/k/v input gradients, no query gradient
+    bwd1 = 2 * (n - qkv) * T + 6 * T * (T + 4) * H
     assert speed.step_flops(built, args, lowest=1) == B * (fwd0 + fwd1 + bwd1)
     finetune = speed.Built(speed.ALL_VARIANTS["finetune"], None, None, None, 0, 0, 0, {}, True, [layer, layer])
     per_layer = 3 * 2 * n * T + 12 * T * T * H  # 6N per token + attention forward and backward
