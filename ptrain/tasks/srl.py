@@ -22,7 +22,7 @@ from ptrain.metrics.spans import bio_spans, srl_span_f1
 from ptrain.readers.conll import label_set
 from ptrain.readers.errors import DataFormatError
 from ptrain.tasks.base import Task
-from ptrain.tasks.word_labels import unscored_words, warn_unscored
+from ptrain.tasks.word_labels import first_subword_labels, warn_unscored
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +117,8 @@ class SRLTask(Task):
             sequence, origin = encoded.sequence_ids(row), segments[row][1]
             tokens = [origin[word] if word is not None and sequence[position] == 0 else None
                       for position, word in enumerate(encoded.word_ids(row))]
-            missing, spans, rest = unscored_words(example["tags"], set(tokens) - {None}, bio_spans)
+            labels, missing, spans = first_subword_labels(tokens, example["tags"], index, bio_spans)
             dropped, cut = dropped + missing, cut + spans
-            labels, previous = [], None
-            for token in tokens:
-                first = token is not None and token != previous and token not in rest
-                labels.append(index[example["tags"][token]] if first else -100)
-                previous = token
             feature = {key: encoded[key][row] for key in encoded}
             feature.update(labels=labels, subset=example.get("subset", ""))
             features.append(feature)

@@ -12,7 +12,7 @@ from ptrain.readers.conll import label_set, read_conll
 from ptrain.readers.errors import DataFormatError
 from ptrain.readers.ontonotes import read_ontonotes
 from ptrain.tasks.base import Task
-from ptrain.tasks.word_labels import unscored_words, warn_unscored
+from ptrain.tasks.word_labels import first_subword_labels, warn_unscored
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,9 @@ class NERTask(Task):
                             max_length=self.max_length)
         features, dropped, cut = [], 0, 0
         for row, example in enumerate(examples):
-            word_ids = encoded.word_ids(row)
-            missing, spans, rest = unscored_words(example["tags"], set(word_ids) - {None}, get_entities)
+            labels, missing, spans = first_subword_labels(encoded.word_ids(row), example["tags"], index,
+                                                          get_entities)
             dropped, cut = dropped + missing, cut + spans
-            labels, previous = [], None
-            for word in word_ids:
-                first = word is not None and word != previous and word not in rest
-                labels.append(index[example["tags"][word]] if first else -100)
-                previous = word
             feature = {key: encoded[key][row] for key in encoded}
             feature["labels"] = labels
             features.append(feature)

@@ -32,6 +32,20 @@ def unscored_words(tags: Sequence[str], kept: Collection[int],
     return missing, len(cut), rest
 
 
+def first_subword_labels(words: Sequence[int | None], tags: Sequence[str], index: dict[str, int],
+                         spans: SpanReader) -> tuple[list[int], int, int]:
+    """Label ids per input position: the tag of its word on the word's first sub-word, -100 elsewhere (special
+    tokens, markers, later sub-words, and every kept word of a span that lost a word); with the counts of
+    `unscored_words` (labelled words without a token, spans they cut)."""
+    missing, cut, rest = unscored_words(tags, set(words) - {None}, spans)
+    labels, previous = [], None
+    for word in words:
+        first = word is not None and word != previous and word not in rest
+        labels.append(index[tags[word]] if first else -100)
+        previous = word
+    return labels, missing, cut
+
+
 def warn_unscored(log: logging.Logger, task: str, max_length: int, words: int, spans: int) -> None:
     """One warning per encoded split, naming what was lost and why."""
     if words:
