@@ -35,6 +35,22 @@ def tiny_model_cfg(name: str, attn: str = "sdpa", **extra) -> dict:
             "attn_implementation": attn, **extra}
 
 
+#: the packages whose versions decide whether the suite passes; printed in pytest's header (CI's log shows them)
+REPORTED_PACKAGES = ("torch", "transformers", "lightning", "peft", "datasets", "hydra-core", "torchmetrics")
+
+
+def pytest_report_header(config) -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return ["packages: " + ", ".join(f"{name} {installed(name)}" for name in REPORTED_PACKAGES)]
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -1,4 +1,9 @@
-"""Our prompt modules against HF PEFT (a test-only peer), with the same weights, on the same frozen backbone."""
+"""Our prompt modules against HF PEFT (a test-only peer), with the same weights, on the same frozen backbone.
+
+The peers are PEFT's FEATURE_EXTRACTION models, which compare the encoder states themselves. PEFT 0.21.2's
+SEQ_CLS and TOKEN_CLS prefix wrappers refuse BERT on transformers 5.24 ("Model does not support past key
+values"): they look for a `past_key_values` argument in the model's forward, which 5.24 renamed to `cache`.
+"""
 
 from __future__ import annotations
 
@@ -77,3 +82,4 @@ def test_ptv1_equals_peft_p_tuning(encoder: str) -> None:
         mine = ours(ids, mask, types, prompt=module(ids.shape[0]))
         theirs = peer(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
     _assert_real_positions_close(mine, theirs[:, P:], mask)
+

@@ -86,8 +86,16 @@ def widen_position_bias(module: torch.nn.Module, bias: torch.Tensor, prefix_len:
     return torch.cat([extra, bias], dim=-1)
 
 
-#: kwargs under which the CPU dropout path below defers to the stock function (features it does not implement)
-_STOCK_ONLY = ("position_bias", "softcap", "cache", "s_aux", "sliding_window")
+#: transformers releases whose attention calls the wrapper below was checked against (tests/test_compat.py reads
+#: every kwarg that reaches it on the installed release and fails, naming it, on one not listed here)
+CHECKED_TRANSFORMERS = ">=5.23,<5.25"
+#: kwargs the CPU dropout path implements or may ignore (seen on the checked releases)
+FAST_PATH_KWARGS = frozenset({"dropout", "scaling", "is_causal", "position_ids", "use_cache", "cache_position",
+                              "output_attentions", "output_hidden_states", "encoder_hidden_states"})
+#: kwargs seen on the checked releases for features the CPU dropout path does not implement: with a value, the call
+#: goes to the stock function. So does any kwarg in neither set (a later release's feature): an allow-list, so a new
+#: feature costs speed, never correctness.
+STOCK_ONLY_KWARGS = frozenset({"position_bias", "softcap", "cache", "s_aux", "sliding_window", "sinks"})
 
 
 def cpu_dropout_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -153,9 +161,10 @@ class DroppedProbsTimesValue(torch.autograd.Function):
 
 
 def _fast_dropout_applies(module: torch.nn.Module, base: str, query: torch.Tensor, kwargs: dict) -> bool:
-    return (base == "sdpa" and 0.0 < kwargs.get("dropout", 0.0) < 1.0 and query.device.type == "cpu"
-            and getattr(module, "ptrain_fast_dropout", False) and not kwargs.get("output_attentions")
-            and all(kwargs.get(name) is None for name in _STOCK_ONLY))
+    if not (base == "sdpa" and 0.0 < kwargs.get("dropout", 0.0) < 1.0 and query.device.type == "cpu"
+            and getattr(module, "ptrain_fast_dropout", False) and not kwargs.get("output_attentions")):
+        return False
+    return all(name in FAST_PATH_KWARGS or value is None or value is False for name, value in kwargs.items())
 
 
 def _make(base: str) -> Callable:

@@ -28,6 +28,7 @@ from ptrain.backbones.attention import PREFIX_KWARG
 from ptrain.backbones.lm import (
     LanguageModelBackbone,
     expand_prompt,
+    generation_cache,
     last_real,
     left_padded,
     positions_from_mask,
@@ -116,7 +117,7 @@ class DecoderBackbone(LanguageModelBackbone):
             if kwargs.get("position_ids") is None:
                 raise RuntimeError(f"{type(module).__name__}.generate passed no position_ids to shift")
             kwargs["position_ids"] = kwargs["position_ids"] + shift
-        past = kwargs.get("past_key_values")
+        past = generation_cache(kwargs)
         starts = past is None or past.get_seq_length() == 0
         if shared.embeds is not None and starts and ids is not None:
             n_in = shared.embeds.shape[1]

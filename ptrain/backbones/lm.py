@@ -49,6 +49,23 @@ def last_real(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
+#: the names under which `generate` hands a model its key/value cache: `cache` from transformers 5.24, before that
+#: `past_key_values` (deprecated in 5.24, removed in 5.40)
+CACHE_KWARGS = ("cache", "past_key_values")
+
+
+def generation_cache(kwargs: dict) -> Any:
+    """The KV cache in a model call's kwargs, whichever transformers version named it (None without one).
+
+    A forward pre-hook that reads the wrong name sees no cache at every step and re-inserts the prompt at each
+    new token: transformers 5.24 renamed the argument, and generation with input prompts went wrong silently.
+    """
+    for name in CACHE_KWARGS:
+        if kwargs.get(name) is not None:
+            return kwargs[name]
+    return None
+
+
 def expand_prompt(prompt: PromptOutput, batch: int) -> PromptOutput:
     """A batch-1 prompt (built once for generation) viewed as `batch` rows, without copies."""
     embeds = None if prompt.embeds is None else prompt.embeds.expand(batch, -1, -1)
