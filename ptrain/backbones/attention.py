@@ -24,6 +24,11 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from ptrain.dropout import masked
 
 PREFIX_KWARG = "ptrain_prefix"
+#: a mixed batch's per-row prefix masks (site -> [B, P] bool), beside the prefixes; absent = every row has them
+PREFIX_MASK_KWARG = "ptrain_prefix_mask"
+#: in a mixed batch on a relative-position model, how many (masked) input-prompt columns stand between a prefix
+#: row's slots and its first real token: the slots are placed that much later, so distances are the row's own
+PREFIX_OFFSET_KWARG = "ptrain_prefix_offset"
 BASE_IMPLEMENTATIONS = ("sdpa", "eager")
 
 
@@ -39,23 +44,30 @@ def _stock_function(module: torch.nn.Module, base: str) -> Callable:
 
 
 def widen_mask(mask: torch.Tensor | None, prefix_len: int, query_len: int, key_len: int,
-               causal: bool, like: torch.Tensor) -> torch.Tensor | None:
-    """Add `prefix_len` always-visible key columns in front of a 4D mask (bool or additive float).
+               causal: bool, like: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Add `prefix_len` key columns in front of a 4D mask (bool or additive float).
 
-    A missing mask means "attend everywhere", except for causal models where SDPA would otherwise apply its
-    own top-left-aligned causal rule to a longer key axis; for them the causal mask is built explicitly.
+    The columns are visible to every query, or, with `visible` ([B, P] bool, a mixed batch's prefix mask), to the
+    rows that have them. A missing mask means "attend everywhere", except for causal models where SDPA would
+    otherwise apply its own top-left-aligned causal rule to a longer key axis; for them the causal mask is built
+    explicitly, and so it is for any model when some rows lack some prefix columns.
     """
     if mask is None:
-        if not causal or query_len == 1:
+        if visible is None and (not causal or query_len == 1):
             return None
-        offset = key_len - query_len
         q = torch.arange(query_len, device=like.device)[:, None]
         k = torch.arange(key_len, device=like.device)[None, :]
-        mask = (k <= q + offset)[None, None]
-    visible = torch.ones(*mask.shape[:-1], prefix_len, dtype=torch.bool, device=mask.device)
+        mask = (k <= q + (key_len - query_len)) if causal else torch.ones_like(q * k, dtype=torch.bool)
+        mask = mask[None, None]
+    if visible is None:
+        columns = torch.ones(*mask.shape[:-1], prefix_len, dtype=torch.bool, device=mask.device)
+    else:
+        batch = max(mask.shape[0], visible.shape[0])
+        columns = visible.to(mask.device)[:, None, None, :].expand(batch, mask.shape[1], mask.shape[2], prefix_len)
+        mask = mask.expand(batch, -1, -1, -1)
     if mask.dtype != torch.bool:
-        visible = torch.zeros(*mask.shape[:-1], prefix_len, dtype=mask.dtype, device=mask.device)
-    return torch.cat([visible, mask], dim=-1)
+        columns = torch.zeros_like(columns, dtype=mask.dtype).masked_fill(~columns, torch.finfo(mask.dtype).min)
+    return torch.cat([columns, mask], dim=-1)
 
 
 def prefix_site(module: torch.nn.Module) -> int | None:
@@ -70,7 +82,7 @@ def prefix_site(module: torch.nn.Module) -> int | None:
     return getattr(module, "layer_idx", None)
 
 
-def widen_position_bias(module: torch.nn.Module, bias: torch.Tensor, prefix_len: int) -> torch.Tensor:
+def widen_position_bias(module: torch.nn.Module, bias: torch.Tensor, prefix_len: int, offset: int = 0) -> torch.Tensor:
     """Add prefix columns to an additive position bias [b, heads, q, k] (T5's relative bias).
 
     An adapter that knows where the prefix sits gives the module a `ptrain_prefix_bias(prefix_len, query_len,
@@ -81,7 +93,7 @@ def widen_position_bias(module: torch.nn.Module, bias: torch.Tensor, prefix_len:
     if make is None:
         extra = bias.new_zeros(*bias.shape[:-1], prefix_len)
     else:
-        extra = make(prefix_len, bias.shape[-2], bias.shape[-1]).to(bias.dtype)
+        extra = make(prefix_len, bias.shape[-2], bias.shape[-1], offset).to(bias.dtype)
         extra = extra.expand(*bias.shape[:-1], prefix_len)
     return torch.cat([extra, bias], dim=-1)
 
@@ -170,6 +182,8 @@ def _fast_dropout_applies(module: torch.nn.Module, base: str, query: torch.Tenso
 def _make(base: str) -> Callable:
     def prefixed_attention(module, query, key, value, attention_mask, **kwargs):
         prefixes = kwargs.pop(PREFIX_KWARG, None)
+        masks = kwargs.pop(PREFIX_MASK_KWARG, None) or {}
+        offset = kwargs.pop(PREFIX_OFFSET_KWARG, 0)
         site = prefix_site(module)
         if prefixes and site in prefixes:
             pk, pv = prefixes[site]
@@ -178,10 +192,10 @@ def _make(base: str) -> Callable:
                 pv = pv.expand(key.shape[0], -1, -1, -1)
             attention_mask = widen_mask(
                 attention_mask, pk.shape[2], query.shape[2], key.shape[2],
-                bool(getattr(module, "is_causal", False)), query,
+                bool(getattr(module, "is_causal", False)), query, masks.get(site),
             )
             if kwargs.get("position_bias") is not None:
-                kwargs["position_bias"] = widen_position_bias(module, kwargs["position_bias"], pk.shape[2])
+                kwargs["position_bias"] = widen_position_bias(module, kwargs["position_bias"], pk.shape[2], offset)
             key = torch.cat([pk.to(key.dtype), key], dim=2)
             value = torch.cat([pv.to(value.dtype), value], dim=2)
         if _fast_dropout_applies(module, base, query, kwargs):

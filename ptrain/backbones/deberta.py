@@ -26,6 +26,10 @@ class PrefixSlot:
 
     def __init__(self) -> None:
         self.kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        #: a mixed batch's per-row prefix masks (layer -> [B, P] bool); empty: every row has its layer's prefix
+        self.masks: dict[int, torch.Tensor] = {}
+        #: masked input-prompt columns before a prefix row's text in a mixed batch (attention.PREFIX_OFFSET_KWARG)
+        self.offset = 0
 
 
 class PrefixDisentangledSelfAttention(hf.DisentangledSelfAttention):
@@ -58,7 +62,11 @@ class PrefixDisentangledSelfAttention(hf.DisentangledSelfAttention):
         scores = scores.view(-1, heads, qlen, klen)
 
         mask = attention_mask.bool()
-        visible = torch.ones(*mask.shape[:-1], plen, dtype=torch.bool, device=mask.device)
+        rows = self.ptrain_slot.masks.get(self.layer_idx)
+        if rows is None:
+            visible = torch.ones(*mask.shape[:-1], plen, dtype=torch.bool, device=mask.device)
+        else:
+            visible = rows.to(mask.device)[:, None, None, :].expand(*mask.shape[:-1], plen)
         mask = torch.cat([visible, mask], dim=-1)
         scores = scores.masked_fill(~mask, torch.finfo(query.dtype).min)
         probs = self.dropout(nn.functional.softmax(scores, dim=-1))
@@ -71,6 +79,7 @@ class PrefixDisentangledSelfAttention(hf.DisentangledSelfAttention):
         qlen, klen, heads = query.size(-2), key.size(-2), self.num_attention_heads
         q_pos = torch.arange(plen, plen + qlen, device=query.device)
         k_pos = torch.arange(klen, device=query.device)
+        k_pos[:plen] += self.ptrain_slot.offset
         rel = q_pos[:, None] - k_pos[None, :]
         if self.position_buckets > 0 and self.max_relative_positions > 0:
             rel = hf.make_log_bucket_position(rel, self.position_buckets, self.max_relative_positions)
@@ -129,6 +138,7 @@ class DebertaV2Backbone(Backbone):
         back = torch.argsort(order, dim=1)
         return hidden.gather(1, back[..., None].expand(-1, -1, hidden.shape[-1]))
 
-    def run(self, inputs: dict, prefixes: dict) -> torch.Tensor:
-        self.slot.kv = prefixes
+    def run(self, inputs: dict, prompt: PromptOutput) -> torch.Tensor:
+        self.slot.kv, self.slot.masks = prompt.kv, prompt.kv_mask
+        self.slot.offset = prompt.input_length if prompt.kv else 0
         return self.model(**inputs).last_hidden_state

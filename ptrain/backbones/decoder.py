@@ -25,6 +25,7 @@ from functools import partial
 import torch
 
 from ptrain.backbones.attention import PREFIX_KWARG
+from ptrain.backbones.base import prefix_kwargs
 from ptrain.backbones.lm import (
     LanguageModelBackbone,
     expand_prompt,
@@ -63,19 +64,19 @@ class DecoderBackbone(LanguageModelBackbone):
     ) -> torch.Tensor:
         # token_type_ids are ignored: GPT-2 would look them up in its word embeddings, the others have none
         prompt = prompt or PromptOutput()
-        n_in, n_kv = prompt.input_length, prompt.prefix_length
-        if n_in and n_kv:
-            raise ValueError("a prompt gives either input embeddings or layer prefixes, not both")
+        n_in = prompt.input_length
+        prompt.check_rows()
         inputs, mask = self.embed_with_prompt(input_ids, attention_mask, prompt)
         inputs["use_cache"] = False
         inputs["attention_mask"] = mask
-        inputs["position_ids"] = positions_from_mask(mask) + (n_kv if self.shift_positions else 0)
-        hidden = self.run(inputs, prompt.kv)
+        # the mask counts a row's own virtual tokens (a mixed batch masks the others); a prefix shifts by its slots
+        shift = prompt.prefix_shift() if prompt.kv and self.shift_positions else 0
+        inputs["position_ids"] = positions_from_mask(mask) + shift
+        hidden = self.run(inputs, prompt)
         return hidden[:, n_in:]
 
-    def run(self, inputs: dict, prefixes: dict) -> torch.Tensor:
-        if prefixes:
-            inputs[PREFIX_KWARG] = prefixes
+    def run(self, inputs: dict, prompt: PromptOutput) -> torch.Tensor:
+        inputs.update(prefix_kwargs(prompt))
         return self.base(**inputs).last_hidden_state
 
     # ---- language-model views ---------------------------------------------------------------------

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ptrain.backbones.attention import PREFIX_KWARG
+from ptrain.backbones.base import prefix_kwargs
 from ptrain.backbones.lm import LanguageModelBackbone, expand_prompt, pre_hooks, right_aligned_order
 from ptrain.prompts.base import BackboneGeometry, PromptOutput
 
@@ -43,15 +44,16 @@ log = logging.getLogger(__name__)
 SITES = ("encoder", "decoder", "cross")
 
 
-def _prefix_bias(source: nn.Module, prefix_len: int, query_len: int, key_len: int) -> torch.Tensor:
+def _prefix_bias(source: nn.Module, prefix_len: int, query_len: int, key_len: int, offset: int = 0) -> torch.Tensor:
     """Relative-bias columns [1, heads, q, P] for prefix slots placed before the first key.
 
     Queries are the last `query_len` of `key_len` positions (a decoder step with a cache has key_len = past + 1);
-    with the prefix in front, query i sits at P + key_len - query_len + i and slot m at m.
+    with the prefix in front, query i sits at P + key_len - query_len + i and slot m at m (at `offset` + m in a
+    mixed batch whose first `offset` columns are other rows' input prompts, masked for a prefix row).
     """
     device = source.relative_attention_bias.weight.device
     queries = torch.arange(query_len, device=device) + (key_len - query_len) + prefix_len
-    slots = torch.arange(prefix_len, device=device)
+    slots = torch.arange(prefix_len, device=device) + offset
     relative = slots[None, :] - queries[:, None]
     buckets = source._relative_position_bucket(
         relative, bidirectional=not source.is_decoder, num_buckets=source.relative_attention_num_buckets,
@@ -134,14 +136,11 @@ class T5Backbone(LanguageModelBackbone):
         Rows are right-padded first: T5's relative positions come from columns, so left padding would put pads
         between the prompt (or prefix) and the first real token and change their distance per row.
         """
-        n_in = prompt.input_length
-        if n_in and prompt.prefix_length:
-            raise ValueError("a prompt gives either input embeddings or layer prefixes, not both")
+        prompt.check_rows()
         order = right_aligned_order(attention_mask)
         input_ids, mask = input_ids.gather(1, order), attention_mask.gather(1, order)
         inputs, mask = self.embed_with_prompt(input_ids, mask, prompt)
-        if prompt.kv:
-            inputs[PREFIX_KWARG] = prompt.kv
+        inputs.update(prefix_kwargs(prompt, offset=prompt.input_length))
         return self.model.encoder(attention_mask=mask, **inputs).last_hidden_state, mask
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, prompt=None) -> torch.Tensor:
@@ -157,7 +156,7 @@ class T5Backbone(LanguageModelBackbone):
     def _decode(self, decoder_ids, encoded, encoder_mask, prompt: PromptOutput) -> torch.Tensor:
         if getattr(self.model, "decoder", None) is None:
             raise ValueError("T5 was loaded without its decoder; load it with model.lm_head=true")
-        extra = {PREFIX_KWARG: prompt.kv} if prompt.kv else {}
+        extra = prefix_kwargs(prompt)
         return self.model.decoder(input_ids=decoder_ids, encoder_hidden_states=encoded,
                                   encoder_attention_mask=encoder_mask, use_cache=False, **extra).last_hidden_state
 
