@@ -92,7 +92,8 @@ def to_example(task: Any, raw: Any, where: str = "input") -> dict:
         if isinstance(tokens, str):
             tokens = tokens.split()
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or not tokens:
-            raise InputError(f"{where}.tokens: expected a non-empty list of strings or a string", field=f"{where}.tokens")
+            raise InputError(f"{where}.tokens: expected a non-empty list of strings or a string",
+                             field=f"{where}.tokens")
         return {"tokens": tokens, "tags": ["O"] * len(tokens)}
     if task.head_kind == "generate":
         if not isinstance(example["source"], str):
