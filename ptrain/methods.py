@@ -12,7 +12,7 @@ METHODS = ("finetune", "head", "prompt", "ptv1", "ptv2")
 #: every key some method reads (conf/method/*.yaml). A grid may set a key only some of its methods read (an
 #: experiment sets `length` for finetune too), but a key no method reads is a typo (`+method.lenght=4`).
 METHOD_KEYS = frozenset({
-    "name", "lr", "backbone_dropout",  # all
+    "name", "lr", "backbone_dropout", "init_from",  # all
     "length",  # prompt, ptv1, ptv2
     "init", "init_text", "init_seed",  # prompt
     "encoder", "encoder_hidden", "lstm_layers", "lstm_dropout",  # ptv1

@@ -38,6 +38,10 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
                       float(cfg.get("head_dropout", 0.1)), pooling)
     model = PromptedModel(backbone, head, prompt, train_backbone=trains_backbone(method),
                           backbone_dropout=bool(method.get("backbone_dropout", True)))
+    if method.get("init_from"):
+        from ptrain.transfer import init_from_artifact
+
+        init_from_artifact(model, task, tokenizer, method, method["init_from"])
     if (model_cfg.get("dropout_impl") or "fast") == "fast":
         dropout.install(model)  # the head's and the prompt's dropout too (the backbone's is done by load_backbone)
     model.check_position_budget(task.max_length)
