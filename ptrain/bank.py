@@ -205,7 +205,7 @@ class PromptBank(nn.Module):
                 logits = head(last_real(states, rows_mask), rows_mask)
             else:
                 logits = head(states, rows_mask)
-            self._split_back(logits, items, features, outputs, widths, head)
+            self._split_back(logits, rows_mask, items, outputs, widths, head)
         return outputs  # type: ignore[return-value]
 
     def _separate_answers(self, names, features) -> list[torch.Tensor]:
@@ -227,7 +227,10 @@ class PromptBank(nn.Module):
         return outputs  # type: ignore[return-value]
 
     @staticmethod
-    def _split_back(logits, items, features, outputs, widths, head) -> None:
+    def _split_back(logits: torch.Tensor, mask: torch.Tensor, items: list[int], outputs: list, widths: list[int],
+                    head: nn.Module) -> None:
+        """One task's head output back to its features: token logits of the real tokens only (either padding
+        side), a pair head's one row per two inputs, a choice head's scores per feature."""
         offset = 0
         for i in items:
             width = widths[i]
@@ -235,6 +238,8 @@ class PromptBank(nn.Module):
                 outputs[i] = logits[offset // 2]
             elif width > 1:  # choices: one score per row
                 outputs[i] = logits[offset:offset + width].reshape(-1)
+            elif logits.dim() == 3:  # token logits [rows, T, labels]
+                outputs[i] = logits[offset][mask[offset].bool()]
             else:
                 outputs[i] = logits[offset]
             offset += width
