@@ -8,6 +8,13 @@ USAGE = """usage: ptrain <command> [args]
 
 commands:
   report DIR [--metric M] [--out OUT]   collect results.json files under DIR into tables and a plot
+  export RUN_DIR [--out DIR] [--format ptrain|peft] [--checkpoint best|last|PATH]
+                                        a trained prompt as an artifact (prompt.safetensors + prompt.json)
+  import-peft PEFT_DIR --out DIR        a HF PEFT prompt/prefix adapter as a ptrain artifact
+  predict ARTIFACT... --input FILE [--output FILE]
+                                        predictions on new data (JSON lines, CoNLL columns or plain lines)
+  serve ARTIFACT... [--host H] [--port P]
+                                        an HTTP JSON service: the artifacts on one backbone, batched together
   synth-ner DIR                         write the generated NER data set (CoNLL format) into DIR
 
 Training: python train.py [key=value ...]   (see README.md and conf/train.yaml)
@@ -24,6 +31,18 @@ def main(argv: list[str] | None = None) -> int:
         from ptrain.report import main as report_main
 
         return int(report_main(rest) or 0)
+    if command == "export":
+        return _export(rest)
+    if command == "import-peft":
+        return _import_peft(rest)
+    if command == "predict":
+        from ptrain.predict import main as predict_main
+
+        return predict_main(rest)
+    if command == "serve":
+        from ptrain.serve import main as serve_main
+
+        return serve_main(rest)
     if command == "synth-ner":
         from ptrain.tasks.synthetic import write_synthetic_ner
 
@@ -34,6 +53,56 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"ptrain: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
+
+
+def _export(argv: list[str]) -> int:
+    import argparse
+
+    from ptrain.artifact import ArtifactError, export_run
+
+    parser = argparse.ArgumentParser(prog="ptrain export", description="a trained prompt as an artifact")
+    parser.add_argument("run_dir", help="a finished run's directory (results.json, checkpoints/)")
+    parser.add_argument("--out", help="artifact directory (default: RUN_DIR/artifact, or RUN_DIR/peft)")
+    parser.add_argument("--format", choices=("ptrain", "peft"), default="ptrain",
+                        help="ptrain (safetensors + JSON) or a HF PEFT adapter directory")
+    parser.add_argument("--checkpoint", default="best", help="best (dev-selected, default), last, or a .ckpt path")
+    args = parser.parse_args(argv)
+    try:
+        if args.format == "peft":
+            import tempfile
+
+            from ptrain.peft_io import export_peft
+
+            with tempfile.TemporaryDirectory() as scratch:
+                artifact = export_run(args.run_dir, scratch, args.checkpoint)
+                out = export_peft(artifact, args.out or f"{args.run_dir}/peft")
+        else:
+            out = export_run(args.run_dir, args.out, args.checkpoint)
+    except (ArtifactError, FileNotFoundError) as error:
+        print(f"ptrain export: {error}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+def _import_peft(argv: list[str]) -> int:
+    import argparse
+
+    from ptrain.artifact import ArtifactError
+
+    parser = argparse.ArgumentParser(prog="ptrain import-peft", description="a PEFT adapter as a ptrain artifact")
+    parser.add_argument("peft_dir", help="a PEFT adapter directory (adapter_config.json, adapter_model.safetensors)")
+    parser.add_argument("--out", required=True, help="artifact directory to write")
+    args = parser.parse_args(argv)
+    try:
+        from ptrain.peft_io import import_peft
+
+        out = import_peft(args.peft_dir, args.out)
+    except (ArtifactError, FileNotFoundError) as error:
+        print(f"ptrain import-peft: {error}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
 
 
 if __name__ == "__main__":

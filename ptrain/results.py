@@ -8,17 +8,23 @@ from pathlib import Path
 from typing import Any
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename: a reader never sees half a file."""
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write to a temporary file in the same folder, fsync, then rename: a reader never sees half a file, and an
+    existing file is replaced whole or not at all."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=str)
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
     return path
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    """`write_text_atomic` of the payload as indented JSON."""
+    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
