@@ -210,6 +210,13 @@ def inference_task(meta: dict) -> Any:
     return instantiate(cfg, _convert_="all")
 
 
+def require_head(artifact: Artifact) -> None:
+    """A task model needs the task: an artifact imported from a bare PEFT adapter has none."""
+    if not artifact.meta.get("head") or not artifact.meta["task"].get("config"):
+        raise ArtifactError(f"{artifact.path / META}: no task head (an adapter imported without ptrain's head); it "
+                            "gives backbone states only: ptrain.peft_io.load_prompt loads its prompt on the backbone")
+
+
 def build_head_from(artifact: Artifact) -> nn.Module:
     from ptrain.heads import build_head
 
@@ -232,6 +239,7 @@ def load_model(artifact: Artifact, backbone: nn.Module | None = None, tokenizer:
     from ptrain.backbones import load_backbone
     from ptrain.model import PromptedModel
 
+    require_head(artifact)
     if backbone is None:
         model_cfg = dict(artifact.meta["model"])
         model_cfg.update(shift_positions=artifact.meta["method"].get("shift_positions", True),

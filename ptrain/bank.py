@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ptrain.artifact import Artifact, ArtifactError, check_backbone, inference_task, read_artifact
+from ptrain.artifact import Artifact, ArtifactError, check_backbone, inference_task, read_artifact, require_head
 from ptrain.prompts.base import PromptOutput
 from ptrain.prompts.mixed import stack_prompts
 
@@ -126,6 +126,7 @@ class PromptBank(nn.Module):
             if artifact.group("backbone"):
                 raise ArtifactError(f"{artifact.path}: a finetune artifact carries its own backbone; it cannot "
                                     "share one in a bank")
+            require_head(artifact)
             check_backbone(artifact, backbone, tokenizer, allow_mismatch)
             head = build_head_from(artifact)
             if getattr(head, "needs", "hidden") != "hidden":

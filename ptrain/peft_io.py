@@ -15,6 +15,11 @@ not support past key values": they look for a `past_key_values` argument, which 
 heads are not ptrain's anyway. The ptrain task head therefore travels beside the adapter, as
 `ptrain_head.safetensors` (the artifact's `head.*` tensors) and `ptrain_prompt.json` (the artifact's meta), which
 PEFT ignores and `import_peft` reads back. Nothing is unpickled: `adapter_model.bin` is refused.
+
+Checked equal (tests/test_peft_io.py) on BERT, RoBERTa, DeBERTa-v2 (input prompts) and GPT-2, with two limits of
+PEFT's runtime, not of the adapter: its FEATURE_EXTRACTION model drops `token_type_ids` for every prompt method, so
+on sentence pairs it gives the states of all-zero token types; and it takes positions from the sequence, not the
+mask, so a left-padded decoder batch differs (right padding, or one row, agrees).
 """
 
 from __future__ import annotations

@@ -34,13 +34,20 @@ from ptrain.prompts import DeepPrefix, PromptEncoder, PromptModule, SoftPrompt  
 P = 4
 
 
+#: conftest has no decoder; this is conf/model/tiny_gpt2.yaml at the width of the others (right padding: see below)
+TINY_GPT2 = {"tokenizer": "bundled:minilm", "init_seed": 0, "attn_implementation": "sdpa",
+             "config": dict(model_type="gpt2", vocab_size=30522, n_embd=32, n_layer=3, n_head=4, n_positions=96,
+                            bos_token_id=101, eos_token_id=102, pad_token_id=0)}
+
+
 def _cfg(name: str) -> dict:
-    return {"name": name, **tiny_model_cfg(name)}
+    return {"name": name, **(TINY_GPT2 if name == "tiny_gpt2" else tiny_model_cfg(name))}
 
 
-def _batch(tokenizer):
-    enc = tokenizer(["the cat sat on the mat today", "a dog", "prefix tuning is evil, they say"],
-                    padding=True, return_tensors="pt")
+def _batch(tokenizer, pairs: bool = False):
+    first = ["the cat sat on the mat today", "a dog", "prefix tuning is evil, they say"]
+    second = ["it was warm", "barks", "or so"] if pairs else None
+    enc = tokenizer(first, second, padding=True, return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
 
 
@@ -86,17 +93,22 @@ def _artifact(out: Path, method: dict, module: PromptModule, backbone, tokenizer
 EXPORTS = [
     ("tiny_bert", {"name": "prompt", "length": P}),
     ("tiny_roberta", {"name": "prompt", "length": P}),
+    ("tiny_deberta", {"name": "prompt", "length": P}),  # input prompts on DeBERTa-v2 are fine; prefixes are not
+    ("tiny_gpt2", {"name": "prompt", "length": P}),
     ("tiny_bert", {"name": "ptv1", "length": P, "encoder": "mlp", "encoder_hidden": 16}),
     ("tiny_bert", {"name": "ptv1", "length": P, "encoder": "lstm", "encoder_hidden": 16}),
     ("tiny_bert", {"name": "ptv2", "length": P, "reparam": "none", "layers": None, "shift_positions": True}),
     ("tiny_bert", {"name": "ptv2", "length": P, "reparam": "mlp", "layers": [0, 1, 2], "shift_positions": True}),
     ("tiny_roberta", {"name": "ptv2", "length": P, "reparam": "none", "layers": None}),
     ("tiny_roberta", {"name": "ptv2", "length": P, "reparam": "mlp", "layers": None}),
+    ("tiny_gpt2", {"name": "ptv2", "length": P, "reparam": "mlp", "layers": None}),
 ]
 
 
-@pytest.mark.parametrize(("name", "method"), EXPORTS, ids=[f"{n}-{m['name']}-{m.get('encoder') or m.get('reparam', '')}"
-                                                           for n, m in EXPORTS])
+EXPORT_IDS = ["-".join(filter(None, (n, m["name"], m.get("encoder") or m.get("reparam")))) for n, m in EXPORTS]
+
+
+@pytest.mark.parametrize(("name", "method"), EXPORTS, ids=EXPORT_IDS)
 def test_export_loads_in_peft_with_the_same_states(tmp_path: Path, name: str, method: dict) -> None:
     ours, tokenizer = load_backbone(_cfg(name))
     ours.eval()
@@ -123,6 +135,28 @@ def test_export_loads_in_peft_with_the_same_states(tmp_path: Path, name: str, me
     build_head_from(back)  # loads strictly
 
 
+def test_round_trip_keeps_load_model(tmp_path: Path) -> None:
+    """A ptrain artifact through PEFT and back is the same task model: `load_model` on each gives equal logits."""
+    from omegaconf import OmegaConf
+
+    from ptrain.artifact import load_model
+
+    ours, tokenizer = load_backbone(_cfg("tiny_bert"))
+    method = {"name": "ptv2", "length": P, "reparam": "mlp", "layers": None, "shift_positions": True}
+    original = _artifact(tmp_path / "a", method, _make_module(method, ours), ours, tokenizer, _cfg("tiny_bert"))
+    task_cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf" / "task" / "sst2.yaml"))
+    meta = {**original.meta, "task": {**original.meta["task"], "name": "sst2", "config": task_cfg}}
+    original = read_artifact(write_artifact(tmp_path / "a", original.tensors, meta))
+    back = read_artifact(import_peft(export_peft(original, tmp_path / "peft"), tmp_path / "back"))  # carried model
+    assert back.meta["imported_from"]["peft_type"] == "PREFIX_TUNING" and not back.group("module")
+    task, model, tok = load_model(back)
+    _, reference, _ = load_model(original)
+    assert task.name == "sst2"
+    ids, mask, types = _batch(tok)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, mask, types), reference(ids, mask, types), atol=0, rtol=0)
+
+
 PEFT_CONFIGS = {
     "prompt": lambda: peft.PromptTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=P),
     "ptv1-mlp": lambda: peft.PromptEncoderConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=P,
@@ -133,7 +167,7 @@ PEFT_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", ["tiny_bert", "tiny_roberta"])
+@pytest.mark.parametrize("name", ["tiny_bert", "tiny_roberta", "tiny_gpt2"])
 @pytest.mark.parametrize("kind", list(PEFT_CONFIGS))
 def test_peft_adapter_imports_with_the_same_states(tmp_path: Path, kind: str, name: str) -> None:
     peer_base, tokenizer = load_backbone(_cfg(name))
@@ -155,6 +189,28 @@ def test_peft_adapter_imports_with_the_same_states(tmp_path: Path, kind: str, na
     with torch.no_grad():
         mine = backbone(ids, mask, types, prompt=prompt(ids.shape[0]))
     _close(mine, _peer_states(peer, ids, mask, types), mask)
+
+
+@pytest.mark.parametrize("method", [{"name": "prompt", "length": P}, {"name": "ptv2", "length": P, "layers": None}],
+                         ids=["prompt", "ptv2"])
+def test_peft_drops_token_types(tmp_path: Path, method: dict) -> None:
+    """PEFT's FEATURE_EXTRACTION model drops token_type_ids for every prompt method (it warns "Token type ids are
+    not supported"), so on BERT sentence pairs it gives ptrain's states with every token type 0, not the trained
+    ones: a PEFT deployment of a pair task needs its inputs without segment B's type ids to match ptrain."""
+    ours, tokenizer = load_backbone(_cfg("tiny_bert"))
+    ours.eval()
+    module = _make_module(method, ours)
+    adapter = export_peft(_artifact(tmp_path / "a", method, module, ours, tokenizer, _cfg("tiny_bert")),
+                          tmp_path / "peft")
+    peer = peft.PeftModel.from_pretrained(load_backbone(_cfg("tiny_bert"))[0].model, adapter).eval()
+    ids, mask, types = _batch(tokenizer, pairs=True)
+    assert types.any()
+    theirs = _peer_states(peer, ids, mask, types)
+    with torch.no_grad():
+        typed = ours(ids, mask, types, prompt=module(ids.shape[0]))
+        untyped = ours(ids, mask, torch.zeros_like(types), prompt=module(ids.shape[0]))
+    _close(untyped, theirs, mask)
+    assert not torch.allclose(typed[mask.bool()], theirs[mask.bool()], atol=1e-3)
 
 
 # ---- refusals ------------------------------------------------------------------------------------------------
