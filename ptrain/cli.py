@@ -93,16 +93,31 @@ def _import_peft(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="ptrain import-peft", description="a PEFT adapter as a ptrain artifact")
     parser.add_argument("peft_dir", help="a PEFT adapter directory (adapter_config.json, adapter_model.safetensors)")
     parser.add_argument("--out", required=True, help="artifact directory to write")
+    parser.add_argument("--model", help="the backbone as a ptrain model config: a name in conf/model (minilm, "
+                                        "tiny_bert, ...) or a YAML file (default: the adapter's base model)")
     args = parser.parse_args(argv)
     try:
         from ptrain.peft_io import import_peft
 
-        out = import_peft(args.peft_dir, args.out)
+        out = import_peft(args.peft_dir, args.out, model_cfg=_model_config(args.model) if args.model else None)
     except (ArtifactError, FileNotFoundError) as error:
         print(f"ptrain import-peft: {error}", file=sys.stderr)
         return 2
     print(out)
     return 0
+
+
+def _model_config(name: str) -> dict:
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(name)
+    if not path.is_file():
+        path = Path(__file__).resolve().parents[1] / "conf" / "model" / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"--model {name}: neither a YAML file nor a config in conf/model")
+    return yaml.safe_load(path.read_text())
 
 
 if __name__ == "__main__":
