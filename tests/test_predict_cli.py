@@ -78,3 +78,26 @@ def test_predict_errors_name_the_file_record_and_field(tmp_path, capsys) -> None
     assert "nowhere/prompt.json: not found" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nowhere")]) == 2
     assert "results.json: not found; export needs a finished run" in capsys.readouterr().err
+
+
+def test_peft_export_and_import_from_the_command_line_round_trip(tmp_path) -> None:
+    pytest = __import__("pytest")
+    peft = pytest.importorskip("peft")
+    import torch
+
+    from ptrain.backbones import load_backbone
+
+    run(compose_run(tmp_path / "run", "method=prompt", "method.length=3", "trainer.max_epochs=1"))
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "art")]) == 0
+    assert main(["export", str(tmp_path / "run"), "--format", "peft", "--out", str(tmp_path / "peft")]) == 0
+    assert {p.name for p in (tmp_path / "peft").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
+    backbone, tokenizer = load_backbone(compose_run(tmp_path / "x").model)
+    with torch.no_grad():
+        peer = peft.PeftModel.from_pretrained(backbone.model, str(tmp_path / "peft")).eval()
+        assert peer.peft_config["default"].num_virtual_tokens == 3
+    assert main(["import-peft", str(tmp_path / "peft"), "--out", str(tmp_path / "back"), "--model", "tiny_bert"]) == 0
+    (tmp_path / "in.txt").write_text("John Smith flew to Paris\n")
+    for name in ("art", "back"):
+        assert main(["predict", str(tmp_path / name), "--input", str(tmp_path / "in.txt"), "--output",
+                     str(tmp_path / f"{name}.jsonl")]) == 0
+    assert _read(tmp_path / "art.jsonl") == _read(tmp_path / "back.jsonl")
