@@ -276,12 +276,19 @@ class PromptBank(nn.Module):
     # ---- predictions ------------------------------------------------------------------------------------
     def predict(self, requests: Sequence[tuple[str, Any]], batch_size: int = 32, progress: bool = False) -> list[dict]:
         """Predictions for (task, raw input) pairs, in order; scoring tasks are batched together across tasks."""
-        from ptrain.predict_output import decode
 
         for name, _ in requests:
             if name not in self.tasks:
                 raise InputError(f"task: unknown task {name!r}; the bank holds {sorted(self.tasks)}", field="task")
         features = [self.encode(name, raw, where=f"inputs[{i}]") for i, (name, raw) in enumerate(requests)]
+        return self.predict_features(requests, features, batch_size, progress)
+
+    @torch.no_grad()
+    def predict_features(self, requests: Sequence[tuple[str, Any]], features: Sequence[dict], batch_size: int = 32,
+                         progress: bool = False) -> list[dict]:
+        """`predict` for inputs already encoded with `encode` (a server checks each request that way first)."""
+        from ptrain.predict_output import decode
+
         results: list[dict | None] = [None] * len(requests)
         scoring = [i for i, (name, _) in enumerate(requests) if self.tasks[name].head_kind != "generate"]
         generating = [i for i, (name, _) in enumerate(requests) if self.tasks[name].head_kind == "generate"]

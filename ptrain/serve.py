@@ -16,8 +16,6 @@ Errors are `{"error": message, "field": name or null}`. fastapi and uvicorn are 
 `import ptrain` works without them (they are the `ptrain[serve]` extra).
 """
 
-from __future__ import annotations
-
 import argparse
 import asyncio
 import contextlib
@@ -104,17 +102,18 @@ class _Item:
 
     task: str
     inputs: list[Any]
+    features: list[dict]
     future: asyncio.Future = field(repr=False)
 
 
 class Batcher:
     """Collects queued requests into batches of up to `max_batch_size` rows, waiting at most `max_wait_ms` after
-    the first, and answers each batch with one `bank.predict` call on the bank thread.
+    the first, and answers each batch with one `bank.predict_features` call on the bank thread.
 
     A batch that raises fails only its own requests (500); the worker goes on with the next one.
     """
 
-    def __init__(self, bank: PromptBank, max_batch_size: int, max_wait_ms: float) -> None:
+    def __init__(self, bank: "PromptBank", max_batch_size: int, max_wait_ms: float) -> None:
         self.bank, self.max_batch_size, self.max_wait = bank, max_batch_size, max_wait_ms / 1000
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptrain-bank")
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
@@ -142,9 +141,9 @@ class Batcher:
         """Run `fn` on the bank thread (see the module docstring for why there is only one)."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def submit(self, task: str, inputs: list[Any]) -> list[dict]:
+    async def submit(self, task: str, inputs: list[Any], features: list[dict]) -> list[dict]:
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Item(task, inputs, future))
+        await self.queue.put(_Item(task, inputs, features, future))
         return await future
 
     async def _collect(self) -> list[_Item]:
@@ -174,8 +173,10 @@ class Batcher:
             if not live:
                 continue
             requests = [(item.task, raw) for item in live for raw in item.inputs]
+            features = [feature for item in live for feature in item.features]
             try:
-                results = await self.in_bank_thread(self.bank.predict, requests, self.max_batch_size)
+                results = await self.in_bank_thread(self.bank.predict_features, requests, features,
+                                                    self.max_batch_size)
             except Exception as error:  # noqa: BLE001 - one failed batch must not stop the service
                 log.exception("batch of %d requests failed", len(live))
                 for item in live:
@@ -193,8 +194,9 @@ class Batcher:
 
 
 # ---- the app --------------------------------------------------------------------------------------------------
-def _check_request(bank: PromptBank, body: Any, max_inputs: int) -> tuple[str, list[Any]]:
-    """The task and inputs of a predict body, each input encoded once to check it; raises `ApiError`."""
+def _check_request(bank: "PromptBank", body: Any, max_inputs: int) -> tuple[str, list[Any], list[dict]]:
+    """The task, inputs and features of a predict body (each input encoded once, which checks it); raises
+    `ApiError`."""
     from ptrain.bank import InputError
 
     if not isinstance(body, dict):
@@ -216,17 +218,22 @@ def _check_request(bank: PromptBank, body: Any, max_inputs: int) -> tuple[str, l
         raise ApiError(422, "inputs: empty; give at least one input", "inputs")
     if len(inputs) > max_inputs:
         raise ApiError(413, f"inputs: {len(inputs)} inputs, over the limit of {max_inputs} per request", "inputs")
+    features = []
     for i, raw in enumerate(inputs):
         try:
-            bank.encode(task, raw, where=f"inputs[{i}]")
+            features.append(bank.encode(task, raw, where=f"inputs[{i}]"))
         except InputError as error:
             raise ApiError(422, str(error), error.field) from error
-    return task, inputs
+    return task, inputs, features
 
 
-def create_app(bank: PromptBank, max_batch_size: int = 32, max_wait_ms: float = 5.0,
-               max_body_bytes: int = 1 << 20, max_inputs: int = 256) -> FastAPI:
-    """The FastAPI app over `bank`; its batch worker starts and stops with the app's lifespan."""
+def create_app(bank: "PromptBank", max_batch_size: int = 32, max_wait_ms: float = 5.0,
+               max_body_bytes: int = 1 << 20, max_inputs: int = 256) -> "FastAPI":
+    """The FastAPI app over `bank`; its batch worker starts and stops with the app's lifespan.
+
+    (This module has no `from __future__ import annotations`: FastAPI reads the handlers' annotations at run
+    time to inject `Request`, and `Request` is imported here, inside the function.)
+    """
     _require_fastapi()
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
@@ -275,8 +282,8 @@ def create_app(bank: PromptBank, max_batch_size: int = 32, max_wait_ms: float = 
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ApiError(400, f"body: not JSON ({error})", "body") from error
         batcher: Batcher = request.app.state.batcher
-        task, inputs = await batcher.in_bank_thread(_check_request, bank, body, max_inputs)
-        return {"task": task, "outputs": await batcher.submit(task, inputs)}
+        task, inputs, features = await batcher.in_bank_thread(_check_request, bank, body, max_inputs)
+        return {"task": task, "outputs": await batcher.submit(task, inputs, features)}
 
     return app
 
@@ -339,7 +346,11 @@ def main(argv: list[str]) -> int:
             print(f"ptrain serve: {len(bank.tasks)} tasks on http://{args.host}:{port}", flush=True)
         await serving
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except SystemExit as stop:  # uvicorn exits this way when it cannot bind (it has logged why)
+        print(f"ptrain serve: could not serve on {args.host}:{args.port}", file=sys.stderr)
+        return int(stop.code or 1)
     return 0 if server.started else 1
 
 

@@ -64,17 +64,19 @@ def server(artifacts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
                                    cwd=ROOT, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline, last = time.monotonic() + 90, "no answer"
         while True:
             if process.poll() is not None:
                 pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
             if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy within 90 s:\n{log.read_text()}")
+                pytest.fail(f"server not healthy within 90 s ({last}):\n{log.read_text()}")
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                health = httpx.get(f"{url}/health", timeout=1)
+                if health.status_code == 200:
                     break
-            except httpx.TransportError:
-                pass
+                last = f"{health.status_code} {health.text}"
+            except httpx.TransportError as error:
+                last = repr(error)
             time.sleep(0.1)
         assert f"3 tasks on {url}" in log.read_text()
         yield url
@@ -212,7 +214,7 @@ class _EchoTask:
 
 
 class _FlakyBank:
-    """A bank whose predict fails on the input "boom", to show a failed batch fails only its own requests."""
+    """A bank whose predict_features fails on the input "boom", to show a failed batch fails only its own requests."""
 
     tasks = {"echo": _EchoTask()}
 
@@ -221,7 +223,7 @@ class _FlakyBank:
             raise InputError(f"{where}: expected a string", field=where)
         return {}
 
-    def predict(self, requests: list[tuple[str, Any]], batch_size: int = 32) -> list[dict]:
+    def predict_features(self, requests: list[tuple[str, Any]], features: list[dict], batch_size: int = 32) -> list:
         if any(raw == "boom" for _, raw in requests):
             raise RuntimeError("the backbone fell over")
         return [{"text": raw} for _, raw in requests]
