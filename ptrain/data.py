@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 from collections.abc import Iterator
 from functools import partial
@@ -135,20 +134,21 @@ class TaskDataModule(L.LightningDataModule):
 
     def _features(self, split: str) -> list[dict] | None:
         key = f"{self.task.name}-{self.task.fingerprint()}-{_tokenizer_fingerprint(self.tokenizer)}-{split}"
-        path = cache_dir() / "tokenized" / f"{key}.pt"
+        # JSON, not pickle: the cache may be shared (PTRAIN_CACHE on a cluster file system), and a planted pickle
+        # would run code in every job that reads it; features are plain lists, numbers and strings
+        path = cache_dir() / "tokenized" / f"{key}.json"
         if self.cache and path.exists():
             try:
-                return torch.load(path, weights_only=False)
-            except Exception as error:  # truncated or corrupt (a node died mid-write): tokenise again
+                return json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, OSError) as error:  # truncated or corrupt (a node died mid-write): tokenise again
                 log.warning("tokenisation cache %s is unreadable (%s: %s); rebuilding it", path,
                             type(error).__name__, error)
         examples = self.task.examples(split)
         features = None if examples is None else self.task.encode(examples, self.tokenizer)
         if self.cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            torch.save(features, tmp)
-            tmp.replace(path)
+            from ptrain.results import write_text_atomic
+
+            write_text_atomic(path, json.dumps(features, separators=(",", ":")))
         return features
 
     def _loader(self, split: str, train: bool) -> DataLoader | None:

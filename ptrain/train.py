@@ -79,7 +79,6 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> tuple[dict[str, Any],
 def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any, callbacks: list | None,
          started: float) -> tuple[dict[str, Any], Any, Any]:
     import lightning as L
-    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
@@ -122,7 +121,7 @@ def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any, cal
     metrics: dict[str, float] = {}
     best_epoch = None
     if best:
-        best_epoch = int(torch.load(best, map_location="cpu", weights_only=False)["epoch"])
+        best_epoch = checkpoint_epoch(best)
     for split, run in (("val", trainer.validate), ("test", trainer.test)):
         if split == "test" and not data.has_labelled_test():
             continue
@@ -146,6 +145,20 @@ def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any, cal
             logger.save()  # the Trainer has finalized its logger already: flush these last rows
     print_results(results)
     return results, module, trainer
+
+
+def checkpoint_epoch(path: str | Path) -> int:
+    """The epoch a checkpoint was saved in. Loaded with `weights_only=True`: the path comes from callback state
+    restored from a checkpoint, which a user could be handed, and a pickle must not run."""
+    import pickle
+
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except (pickle.UnpicklingError, RuntimeError, OSError, KeyError, EOFError) as error:
+        raise ValueError(f"{path}: not a readable ptrain checkpoint with an 'epoch' ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
 
 
 def _claim(run_dir: Path, overwrite: bool) -> None:

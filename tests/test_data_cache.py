@@ -71,7 +71,7 @@ def test_an_unreadable_cache_file_is_rebuilt(tmp_path, cache) -> None:
     _conll(tmp_path / "ner", "Anna")
     module = TaskDataModule(NERTask("ner", str(tmp_path / "ner"), labels=LABELS), _tokenizer())
     module.setup()
-    [cached] = [p for p in (cache / "tokenized").glob("*-train.pt")]
+    [cached] = [p for p in (cache / "tokenized").glob("*-train.json")]
     cached.write_bytes(cached.read_bytes()[:40])  # a node died mid-write
     again = TaskDataModule(NERTask("ner", str(tmp_path / "ner"), labels=LABELS), _tokenizer())
     with LogCapture("ptrain.data") as log:
@@ -89,3 +89,45 @@ def test_multirc_questions_stay_whole_in_a_split_of_the_validation_file(tmp_path
     assert train and dev and len(train) + len(dev) == len(task.read("validation"))
     assert {r["question_id"] for r in train}.isdisjoint({r["question_id"] for r in dev})
     assert {r["question_id"] for r in train} | {r["question_id"] for r in dev} == questions
+
+
+def test_a_pickle_planted_in_the_cache_never_runs(tmp_path, cache) -> None:
+    """The cache is JSON: a pickle put where a cache file goes is unreadable data, rebuilt, never executed."""
+    import pickle
+
+    _conll(tmp_path / "ner", "Anna")
+    module = TaskDataModule(NERTask("ner", str(tmp_path / "ner"), labels=LABELS), _tokenizer())
+    module.setup()
+    [cached] = [p for p in (cache / "tokenized").glob("*-train.json")]
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    cached.write_bytes(pickle.dumps(Payload()))
+    again = TaskDataModule(NERTask("ner", str(tmp_path / "ner"), labels=LABELS), _tokenizer())
+    with LogCapture("ptrain.data") as log:
+        again.setup()
+    assert not marker.exists()
+    assert again.features["train"] == module.features["train"] and "rebuilding it" in log.text
+
+
+def test_a_checkpoint_holding_a_pickle_payload_is_refused_without_running_it(tmp_path) -> None:
+    import pickle
+
+    import pytest
+
+    from ptrain.train import checkpoint_epoch
+
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    crafted = tmp_path / "best-0.ckpt"
+    crafted.write_bytes(pickle.dumps({"epoch": 0, "x": Payload()}))
+    with pytest.raises(ValueError, match=r"best-0.ckpt: not a readable ptrain checkpoint with an 'epoch'"):
+        checkpoint_epoch(crafted)
+    assert not marker.exists()
