@@ -40,6 +40,7 @@ def build_prompt(cfg: Mapping[str, Any], backbone: Backbone, tokenizer: Any) -> 
     check_keys("method", cfg, METHOD_KEYS)
     if name in ("finetune", "head"):
         return None
+    check_values(name, cfg)
     prompt = _build(name, cfg, backbone, tokenizer)
     if prompt.kind not in backbone.accepts:
         raise ValueError(
@@ -47,6 +48,23 @@ def build_prompt(cfg: Mapping[str, Any], backbone: Backbone, tokenizer: Any) -> 
             f"(it takes: {', '.join(sorted(backbone.accepts))})"
         )
     return prompt
+
+
+def check_values(name: str, cfg: Mapping[str, Any]) -> None:
+    """Values a prompt method cannot use are errors naming the key (a zero-length prompt would train the head
+    only while the results say `ptv2`)."""
+    length = cfg.get("length")
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise ValueError(f"method.length={length!r}: method {name} needs a whole number of virtual tokens >= 1 "
+                         "(method=head trains the head alone)")
+    for key in ("dropout", "lstm_dropout"):
+        value = cfg.get(key)
+        if value is not None and not (isinstance(value, int | float) and 0.0 <= value < 1.0):
+            raise ValueError(f"method.{key}={value!r}: expected a probability in [0, 1)")
+    for key in ("encoder_hidden", "reparam_hidden"):
+        value = cfg.get(key)
+        if value is not None and not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"method.{key}={value!r}: expected a whole number >= 1")
 
 
 def _build(name: str, cfg: Mapping[str, Any], backbone: Backbone, tokenizer: Any) -> PromptModule:

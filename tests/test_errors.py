@@ -76,3 +76,44 @@ def test_a_key_another_method_reads_is_allowed_in_a_grid(tmp_path) -> None:
     """Experiment grids set `length` for every method of the grid; finetune simply does not read it."""
     task, model, _ = build(compose_run(tmp_path, "method=finetune", "+method.length=20"))
     assert model.prompt is None
+
+
+def test_a_conll_line_that_lost_a_column_is_an_error_naming_it(tmp_path) -> None:
+    from ptrain.readers.conll import read_conll
+
+    (tmp_path / "train.txt").write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nstaff NNS I-NP\n\n")
+    with pytest.raises(DataFormatError, match=r"train.txt, line 3: line has 3 columns, line 1 has 4 \(the same "
+                                              r"columns on every token line"):
+        read_conll(tmp_path / "train.txt")
+
+
+@pytest.mark.parametrize("reader", ["conll", "superglue"])
+def test_latin1_input_is_an_error_naming_file_and_line(tmp_path, reader: str) -> None:
+    from ptrain.readers.conll import read_conll
+    from ptrain.readers.superglue import read_superglue
+
+    if reader == "conll":
+        path = tmp_path / "train.txt"
+        path.write_bytes("Paris NNP B-LOC\n\nCaf\xe9 NN O\n".encode("latin-1"))
+        call = lambda: read_conll(path)  # noqa: E731
+    else:
+        path = tmp_path / "train.jsonl"
+        path.write_bytes(('{"premise": "a", "hypothesis": "b", "label": "entailment", "idx": 0}\n'
+                          '{"premise": "caf\xe9", "hypothesis": "b", "label": "entailment", "idx": 1}\n').encode("latin-1"))
+        call = lambda: read_superglue("rte", path)  # noqa: E731
+    with pytest.raises(DataFormatError, match=rf"{path.name}, line \d: byte 0xe9 is not UTF-8 .*iconv"):
+        call()
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("method.length=0", r"method.length=0: method ptv2 needs a whole number of virtual tokens >= 1"),
+    ("method.length=-1", r"method.length=-1: method ptv2 needs"),
+    ("method.dropout=1.5", r"method.dropout=1.5: expected a probability in \[0, 1\)"),
+])
+def test_prompt_values_a_method_cannot_use_name_the_key(tmp_path, override: str, message: str) -> None:
+    from _train_utils import compose_run
+
+    from ptrain.train import build
+
+    with pytest.raises(ValueError, match=message):
+        build(compose_run(tmp_path, "method=ptv2", override))

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ptrain.readers.errors import DataFormatError
+from ptrain.readers.errors import DataFormatError, open_text
 
 _TAG = re.compile(r"^(O|[BIES]-\S+)$")
 
@@ -25,7 +25,9 @@ def read_conll(path: str | Path, tag_column: int = -1, labels: Sequence[str] | N
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
-    with path.open(encoding="utf-8-sig") as handle:  # -sig: a byte-order mark would glue onto -DOCSTART-
+    width: int | None = None  # columns of the first token line; every token line must have as many
+    width_line = 0
+    with open_text(path, "utf-8-sig") as handle:  # -sig: a byte-order mark would glue onto -DOCSTART-
         for number, raw in enumerate(handle, start=1):
             line = raw.strip()
             if not line or line.startswith("-DOCSTART-"):
@@ -37,6 +39,12 @@ def read_conll(path: str | Path, tag_column: int = -1, labels: Sequence[str] | N
             if len(columns) < 2:
                 raise DataFormatError(path, f"malformed line {line[:60]!r}", line=number, field="columns",
                                       expected="at least 2 whitespace-separated columns: token ... tag")
+            if width is None:
+                width, width_line = len(columns), number
+            elif len(columns) != width:  # a lost tag column would make a POS or chunk tag the label, silently
+                raise DataFormatError(path, f"line has {len(columns)} columns, line {width_line} has {width}",
+                                      line=number, field="columns",
+                                      expected="the same columns on every token line (a column lost?)")
             if not -len(columns) <= tag_column < len(columns):
                 raise DataFormatError(path, f"line has {len(columns)} columns, no column {tag_column}", line=number,
                                       field="task.tag_column", expected="a tag column that every token line has")

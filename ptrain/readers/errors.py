@@ -6,10 +6,11 @@ the file, the 1-based line (when the format has lines), the field, and what was 
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
-__all__ = ["DataFormatError", "missing_file_error", "resolve_split_file"]
+__all__ = ["DataFormatError", "missing_file_error", "open_text", "resolve_split_file"]
 
 
 class DataFormatError(ValueError):
@@ -38,6 +39,20 @@ class DataFormatError(ValueError):
         if expected:
             message += f" ({expected})"
         super().__init__(message)
+
+
+def open_text(path: str | os.PathLike[str], encoding: str = "utf-8", newline: str | None = None) -> io.StringIO:
+    """A data file's text as a file-like object; bytes that are not `encoding` are an error naming the file and
+    line (a Latin-1 file otherwise fails deep inside a reader with a bare UnicodeDecodeError)."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataFormatError(path, f"byte 0x{data[error.start]:02x} is not {encoding.removesuffix('-sig').upper()}",
+                              line=line, field="encoding",
+                              expected="UTF-8 text; convert it, e.g. iconv -f latin1 -t utf-8") from None
+    return io.StringIO(text, newline=newline)
 
 
 def missing_file_error(

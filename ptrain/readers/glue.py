@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ptrain.readers.errors import DataFormatError, resolve_split_file
+from ptrain.readers.errors import DataFormatError, open_text, resolve_split_file
 
 __all__ = ["GLUE_TASKS", "GlueLayout", "SPLIT_FILES", "read_glue", "read_glue_tsv"]
 
@@ -75,7 +75,7 @@ def read_glue_tsv(
         )
     rename = rename or {}
     wanted = [*text_fields, *([label_field] if label_field else [])]
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open_text(path, "utf-8-sig", newline="") as f:
         lines = f.read().split("\n")
     if not lines or not lines[0].strip():
         raise DataFormatError(

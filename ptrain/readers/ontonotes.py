@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ptrain.readers.errors import DataFormatError, missing_file_error, resolve_split_file
+from ptrain.readers.errors import DataFormatError, missing_file_error, open_text, resolve_split_file
 
 __all__ = ["N_COLUMNS", "ONTONOTES_TYPES", "SPLIT_FILES", "read_ontonotes"]
 
@@ -64,7 +64,7 @@ def read_ontonotes(path: PathLike, split: str | None = None) -> list[dict]:
         tokens.clear()
         tags.clear()
 
-    with open(file, encoding="utf-8") as f:
+    with open_text(file) as f:
         for line_no, raw in enumerate(f, start=1):
             line = raw.rstrip("\r\n")
             if not line.strip():

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ptrain.readers.errors import DataFormatError, resolve_split_file
+from ptrain.readers.errors import DataFormatError, open_text, resolve_split_file
 
 __all__ = ["SPLIT_FILES", "read_squad"]
 
@@ -60,7 +60,7 @@ def read_squad(path: PathLike, split: str | None = None, *, strict: bool = True)
     """Read a SQuAD v1.1/v2.0 file (or ``<dir>/{train,dev}.json`` and ``split``): one example per question."""
     file = resolve_split_file(path, split, SPLIT_FILES)
     try:
-        with open(file, encoding="utf-8") as f:
+        with open_text(file) as f:
             doc = json.load(f)
     except json.JSONDecodeError as e:
         raise DataFormatError(file, f"invalid JSON: {e.msg}", line=e.lineno) from e

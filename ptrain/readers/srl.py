@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ptrain.readers.errors import DataFormatError, missing_file_error
+from ptrain.readers.errors import DataFormatError, missing_file_error, open_text
 
 __all__ = ["SRL_SPLIT_FILES", "read_srl", "read_srl_split"]
 
@@ -66,7 +66,7 @@ def read_srl(path: PathLike) -> list[dict]:
     if not path.is_file():
         raise missing_file_error(path, ["<name>.txt in the '<index> tokens ||| tags' layout"])
     out: list[dict] = []
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for line_no, raw in enumerate(f, start=1):
             line = raw.strip()
             if not line:

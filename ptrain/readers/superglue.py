@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ptrain.readers.errors import DataFormatError, resolve_split_file
+from ptrain.readers.errors import DataFormatError, open_text, resolve_split_file
 
 __all__ = [
     "SPLIT_FILES",
@@ -68,7 +68,7 @@ RTE_LABELS = ("entailment", "not_entailment")
 
 def iter_jsonl(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each non-blank line, failing with the line on bad JSON."""
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for line_no, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
