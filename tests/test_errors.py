@@ -98,8 +98,9 @@ def test_latin1_input_is_an_error_naming_file_and_line(tmp_path, reader: str) ->
         call = lambda: read_conll(path)  # noqa: E731
     else:
         path = tmp_path / "train.jsonl"
-        path.write_bytes(('{"premise": "a", "hypothesis": "b", "label": "entailment", "idx": 0}\n'
-                          '{"premise": "caf\xe9", "hypothesis": "b", "label": "entailment", "idx": 1}\n').encode("latin-1"))
+        rows = ['{"premise": "a", "hypothesis": "b", "label": "entailment", "idx": 0}',
+                '{"premise": "caf\xe9", "hypothesis": "b", "label": "entailment", "idx": 1}']
+        path.write_bytes("\n".join(rows).encode("latin-1"))
         call = lambda: read_superglue("rte", path)  # noqa: E731
     with pytest.raises(DataFormatError, match=rf"{path.name}, line \d: byte 0xe9 is not UTF-8 .*iconv"):
         call()
