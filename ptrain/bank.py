@@ -187,8 +187,11 @@ class PromptBank(nn.Module):
         needs = {getattr(self.tasks[n].head, "needs", "hidden") for n in owners}
         if "targets" in needs:
             raise ValueError("generation tasks decode with `generate`, not in a scoring batch")
-        decoder_like = hasattr(self.backbone, "answer_state") and type(self.backbone).__name__ == "DecoderBackbone"
-        if "answer" in needs and not decoder_like:
+        from ptrain.backbones.decoder import DecoderBackbone
+
+        # a decoder's answer state is its last real token's hidden state, read from the same pass; T5 answers from
+        # its decoder, which is another call
+        if "answer" in needs and not isinstance(self.backbone, DecoderBackbone):
             return self._separate_answers(names, features)
         hidden = self.backbone(ids, mask, types, prompt)
         outputs: list[torch.Tensor | None] = [None] * len(features)
