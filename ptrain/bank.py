@@ -68,9 +68,16 @@ def input_fields(task: Any) -> list[str]:
         return fields
     if task.head_kind == "generate":
         return ["source"]
+    if is_qa(task):
+        return ["question", "context"]
     if task.head_kind == "token" and hasattr(task, "tag_column"):
         return ["tokens"]
     raise ArtifactError(f"task {task.name} ({type(task).__name__}) has no inference input format in ptrain yet")
+
+
+def is_qa(task: Any) -> bool:
+    """Extractive QA: a token head over question + context windows (`ptrain.tasks.qa.QATask`)."""
+    return hasattr(task, "doc_stride")
 
 
 def to_example(task: Any, raw: Any, where: str = "input") -> dict:
@@ -87,6 +94,11 @@ def to_example(task: Any, raw: Any, where: str = "input") -> dict:
     for name in fields:
         if name not in example:
             raise InputError(f"{where}.{name}: missing (task {task.name} takes {fields})", field=f"{where}.{name}")
+    if is_qa(task):
+        for name in fields:
+            if not isinstance(example[name], str) or not example[name].strip():
+                raise InputError(f"{where}.{name}: expected a non-empty string", field=f"{where}.{name}")
+        return {"id": where, "question": example["question"], "context": example["context"], "answers": None}
     if task.head_kind == "token":
         tokens = example["tokens"]
         if isinstance(tokens, str):
@@ -166,6 +178,12 @@ class PromptBank(nn.Module):
         limit = entry.task.max_length
         if untruncated > limit:
             raise InputError(f"{where}: {untruncated} tokens, over task {name}'s max_length of {limit}", field=where)
+        if is_qa(entry.task):  # a long context gives several windows: one feature of several rows
+            windows = entry.task.encode([example], self.tokenizer)
+            keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in windows[0]]
+            feature = {k: [w[k] for w in windows] for k in keys}
+            feature.update(offsets=[w["offsets"] for w in windows], context=example["context"], qa=True)
+            return feature
         [feature] = entry.task.encode([example], self.tokenizer)
         if entry.head_kind == "token":
             feature["_tokens"] = example["tokens"]  # the words that entity spans are given in
@@ -240,6 +258,8 @@ class PromptBank(nn.Module):
             width = widths[i]
             if type(head).__name__ == "PairHead":  # two rows in, one row of logits out
                 outputs[i] = logits[offset // 2]
+            elif logits.dim() == 3 and width > 1:  # QA windows: token logits of each window's real tokens
+                outputs[i] = [logits[r][mask[r].bool()] for r in range(offset, offset + width)]
             elif width > 1:  # choices: one score per row
                 outputs[i] = logits[offset:offset + width].reshape(-1)
             elif logits.dim() == 3:  # token logits [rows, T, labels]
@@ -337,6 +357,8 @@ def _rows(feature: dict) -> list[dict]:
 
 def _token_count(task: Any, example: dict, tokenizer: Any) -> int:
     """Tokens the input takes before truncation (with special tokens), the way the task tokenises it."""
+    if is_qa(task):
+        return 0  # a long context is read in windows (doc_stride) and a long question is cut: nothing to refuse
     if task.head_kind == "token":
         return len(tokenizer(example["tokens"], is_split_into_words=True)["input_ids"])
     if task.head_kind == "generate":

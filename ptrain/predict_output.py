@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -18,6 +19,8 @@ def decode(entry: Any, feature: dict, logits: torch.Tensor, raw: Any, tokenizer:
     if kind == "choice":
         probs = logits.float().softmax(-1)
         return {"choice": int(probs.argmax()), "score": float(probs.max()), "scores": [float(p) for p in probs]}
+    if kind == "token" and feature.get("qa"):
+        return _answer(entry, feature, logits)
     if kind == "token":
         return _entities(entry, feature, logits)
     raise ValueError(f"no prediction format for head kind {kind!r}")
@@ -28,6 +31,23 @@ def _label(labels: list[str], logits: torch.Tensor) -> dict:
     best = int(probs.argmax())
     return {"label": labels[best], "score": float(probs[best]),
             "scores": {label: float(p) for label, p in zip(labels, probs)}}
+
+
+def _answer(entry: Any, feature: dict, windows: list[torch.Tensor]) -> dict:
+    """The best span over the context's windows, as the SQuAD metric picks it (`postprocess_spans`); "" when
+    SQuAD 2.0's no-answer score wins."""
+    from ptrain.metrics.squad import postprocess_spans
+
+    task = entry.task
+    best = postprocess_spans([w[:, 0].float().numpy() for w in windows], [w[:, 1].float().numpy() for w in windows],
+                             feature["offsets"], feature["context"], n_best=task.n_best,
+                             max_answer_length=task.max_answer_length, null_index=0 if task.v2 else None)
+    answer = best["text"]
+    if task.v2 and best["null_score_diff"] is not None and best["null_score_diff"] > task.null_threshold:
+        answer = ""
+    score = float(best["score"])
+    return {"answer": answer, "start": best["start_char"], "end": best["end_char"],
+            "score": score if math.isfinite(score) else None}
 
 
 def _entities(entry: Any, feature: dict, logits: torch.Tensor) -> dict:

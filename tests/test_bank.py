@@ -104,3 +104,28 @@ def test_two_artifacts_of_one_task_name_and_a_finetune_artifact_are_refused(tmp_
     f, _, _, _ = make_artifact(tmp_path / "f", "model=tiny_bert", "method=finetune", "task.name=other")
     with pytest.raises(ArtifactError, match="a finetune artifact carries its own backbone"):
         PromptBank.load([a, f])
+
+
+def test_qa_reads_a_long_context_in_windows_and_answers_with_a_span_of_it(tmp_path) -> None:
+    from ptrain.testing.fixtures import write_squad
+
+    write_squad(tmp_path / "squad")
+    qa, _, _, _ = make_artifact(tmp_path / "qa", "model=tiny_bert", "task=squad", f"task.data_dir={tmp_path / 'squad'}",
+                                "task.max_length=48", "task.doc_stride=16", "task.max_query_length=12",
+                                "method=ptv2", "method.length=2")
+    ner, _, _, _ = make_artifact(tmp_path / "ner", "model=tiny_bert", "method=prompt", "method.length=3")
+    bank = PromptBank.load([qa, ner])
+    context = " ".join(f"Sentence {i} says that the river Elbe flows through town number {i}." for i in range(12))
+    request = {"question": "Which river flows through the towns?", "context": context}
+    feature = bank.encode("squad", request)
+    assert len(feature["input_ids"]) > 3  # several windows, one feature
+    mixed = bank.predict([("synthetic_ner", "Paris is nice"), ("squad", request)])[1]
+    alone = bank.predict([("squad", request)])[0]
+    assert mixed == alone and set(alone) == {"answer", "start", "end", "score"}
+    assert alone["answer"] == context[alone["start"]:alone["end"]] and alone["answer"]
+    _, model, _ = load_model(read_artifact(qa))  # the task's own model, window by window
+    with torch.no_grad():
+        windows = [model(torch.tensor([ids]), torch.tensor([m]), torch.tensor([t]))[0]
+                   for ids, m, t in zip(feature["input_ids"], feature["attention_mask"], feature["token_type_ids"])]
+    for mine, theirs in zip(bank.forward_rows(["squad"], [feature])[0], windows):
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
