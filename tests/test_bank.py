@@ -129,3 +129,35 @@ def test_qa_reads_a_long_context_in_windows_and_answers_with_a_span_of_it(tmp_pa
                    for ids, m, t in zip(feature["input_ids"], feature["attention_mask"], feature["token_type_ids"])]
     for mine, theirs in zip(bank.forward_rows(["squad"], [feature])[0], windows):
         torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_generation_and_verbaliser_tasks_in_a_decoder_bank(tmp_path) -> None:
+    """A generation task decodes with its own prefix; a verbaliser scores its label words from the same pass."""
+    from _lm_utils import SHARP
+
+    sharp = [f"+model.config.{k}={v}" for k, v in SHARP["tiny_llama"].items()]
+    write_superglue("rte", tmp_path / "rte_data")
+    gen, _, _, _ = make_artifact(tmp_path / "gen", "model=tiny_llama", *sharp, "task=d2t_synthetic", "task.n_train=8",
+                                 "task.n_dev=4", "task.n_test=4", "method=ptv2", "method.length=3")
+    verb, _, _, _ = make_artifact(tmp_path / "verb", "model=tiny_llama", *sharp, "task=rte_verbalizer",
+                                  f"task.data_dir={tmp_path / 'rte_data'}", "method=prompt", "method.length=2", seed=1)
+    bank = PromptBank.load([gen, verb])
+    source = "name [ the eagle ] , food [ french ]"
+    request = {"premise": "a cat sat on the mat", "hypothesis": "a cat"}
+    text, label = bank.predict([("d2t_synthetic", source), ("rte_verbalizer", request)])
+    _, model, tokenizer = load_model(read_artifact(gen))
+    feature = bank.encode("d2t_synthetic", source)
+    ids = torch.tensor([feature["input_ids"]])
+    expected = model.generate_text(ids, torch.ones_like(ids), max_new_tokens=model_budget(bank))
+    assert text == {"text": expected[0]} and expected[0].strip()
+    _, verbaliser, _ = load_model(read_artifact(verb))
+    feature = bank.encode("rte_verbalizer", request)
+    ids = torch.tensor([feature["input_ids"]])
+    with torch.no_grad():
+        scores = verbaliser(ids, torch.ones_like(ids))[0, feature["label_token_ids"]].softmax(-1)
+    assert label["label"] == bank.tasks["rte_verbalizer"].labels[int(scores.argmax())]
+    assert label["score"] == pytest.approx(float(scores.max()), abs=1e-5)
+
+
+def model_budget(bank: PromptBank) -> int:
+    return bank.tasks["d2t_synthetic"].task.max_target_length
