@@ -2,8 +2,9 @@
 
 `prompt.safetensors` holds tensors only: the materialised prompt (`prompt.embeds` [P, H] for input prompts, or
 `prefix.<layer>.key` / `.value` [kv_heads, P, head_dim] per layer, after any reparameterisation), the head's weights
-(`head.*`), the trainable prompt module as it was trained (`module.*`: reparameterisation networks included, so a
-later run can start from it, `method.init_from`), and for `finetune` the trained backbone (`backbone.*`).
+(`head.*`), the trainable prompt module where it is more than its materialised prompt (`module.*`: P-Tuning v1's
+encoder, a prefix's reparameterisation MLP; a later run can start from it, `method.init_from`), and for `finetune`
+the trained backbone (`backbone.*`).
 `prompt.json` says what they are: method and its config, the task's config, head kind, pooling, label names,
 `max_length`, the tokenizer's settings, the backbone's name with fingerprints of its weights and tokenizer, the
 ptrain version, and the SHA-256 of the tensor file. Nothing is unpickled on load: safetensors and JSON only.
@@ -304,12 +305,37 @@ def artifact_meta(cfg: dict, task: Any, model: Any, tokenizer: Any, identity: di
     }
 
 
+def reconstructible(prompt: PromptModule) -> bool:
+    """True when the trainable module is its materialised prompt laid out otherwise (a soft prompt, a prefix
+    without reparameterisation): the artifact then stores it once, and `module_state` rebuilds the module."""
+    from ptrain.prompts import DeepPrefix, SoftPrompt
+
+    return isinstance(prompt, SoftPrompt) or (isinstance(prompt, DeepPrefix) and prompt.transform is None)
+
+
+def module_state(artifact: Artifact) -> dict[str, torch.Tensor]:
+    """The trainable prompt module's state: stored (`module.*`), or rebuilt from the materialised prompt for a
+    soft prompt (`embedding.weight` = the embeddings) or an unreparameterised prefix (`embedding.weight` = the
+    per-layer keys and values in the flat layout [P, layer0 key, layer0 value, layer1 key, ...])."""
+    stored = artifact.group("module")
+    if stored:
+        return stored
+    if "prompt.embeds" in artifact.tensors:
+        return {"embedding.weight": artifact.tensors["prompt.embeds"]}
+    layers = sorted({int(k.split(".")[1]) for k in artifact.tensors if k.startswith("prefix.")})
+    if not layers:
+        return {}
+    blocks = [artifact.tensors[f"prefix.{layer}.{part}"] for layer in layers for part in ("key", "value")]
+    stacked = torch.stack(blocks)  # [2L, kv_heads, P, head_dim]
+    return {"embedding.weight": stacked.permute(2, 0, 1, 3).reshape(stacked.shape[2], -1)}
+
+
 def export_model(out: str | Path, cfg: dict, task: Any, model: Any, tokenizer: Any, identity: dict) -> Path:
     """An artifact from a trained `PromptedModel`; `identity` is the frozen backbone's (taken before any
     fine-tuning changed it)."""
     tensors = materialise(model.prompt)
     tensors.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
-    if model.prompt is not None:
+    if model.prompt is not None and not reconstructible(model.prompt):
         tensors.update({f"module.{k}": v for k, v in model.prompt.state_dict().items()})
     if model.train_backbone:
         tensors.update({f"backbone.{k}": v for k, v in model.backbone.model.state_dict().items()})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ptrain.artifact import ArtifactError, check_backbone, read_artifact
+from ptrain.artifact import ArtifactError, check_backbone, module_state, read_artifact
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def init_from_artifact(model: Any, task: Any, tokenizer: Any, method: dict, path
                             f"{method['name']!r}; transfer needs the same method")
     check_backbone(artifact, model.backbone, tokenizer)
     if model.prompt is not None:
-        state = artifact.group("module")
+        state = module_state(artifact)
         own = model.prompt.state_dict()
         bad = sorted(k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape))
         if bad or set(state) - set(own):

@@ -9,7 +9,7 @@ import torch
 from _artifact_utils import make_artifact
 from _train_utils import compose_run
 
-from ptrain.artifact import ArtifactError, export_run, load_model, read_artifact
+from ptrain.artifact import ArtifactError, export_run, load_model, module_state, read_artifact
 from ptrain.train import run
 
 METHODS = {
@@ -48,6 +48,12 @@ def test_export_then_load_gives_the_trained_models_logits(tmp_path, backbone: st
                                        for k in prompt_tensors)
     if method == "ptv2_depth":  # only the chosen layer's prefix is stored
         assert sorted(prompt_tensors) == ["prefix.1.key", "prefix.1.value"]
+    if trained.prompt is not None:  # the trainable module comes back exactly, stored or rebuilt from the prompt
+        stored = any(k.startswith("module.") for k in artifact.tensors)
+        assert stored == (method in ("ptv1", "ptv2"))  # reparameterised: the networks are stored
+        state = module_state(artifact)
+        assert state.keys() == trained.prompt.state_dict().keys()
+        assert all(torch.equal(state[k], v) for k, v in trained.prompt.state_dict().items())
 
 
 def test_export_run_reads_the_best_checkpoint_of_a_real_run(tmp_path) -> None:
