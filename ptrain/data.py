@@ -83,6 +83,38 @@ class LengthGroupedBatches(Sampler[list[int]]):
         return -(-len(self.lengths) // self.batch_size) // self._rank_world()[1]
 
 
+class EvalBatches(Sampler[list[int]]):
+    """Evaluation batches in dataset order, dealt out to ranks: batch g holds examples [g*B, (g+1)*B), the batch one
+    process would evaluate, and rank r of W evaluates batches r, r+W, r+2W, ... (no shuffling).
+
+    Every rank runs the same number of batches, because a forward pass may be a collective (FSDP gathers its sharded
+    weights in it; DDP may broadcast buffers): a rank short of one repeats the last batch, and `number` tells the
+    module to drop it. The module gathers each rank's (batch number, outputs, batch) and updates the task metric in
+    batch order, on the same batches one process would see, so dev and test scores do not depend on the world size.
+    """
+
+    def __init__(self, size: int, batch_size: int) -> None:
+        self.size, self.batch_size = size, batch_size
+        self.total = -(-size // batch_size)  # batches over all ranks
+
+    def batch(self, number: int) -> list[int]:
+        return list(range(number * self.batch_size, min((number + 1) * self.batch_size, self.size)))
+
+    def number(self, position: int) -> int | None:
+        """The global number of this rank's `position`-th batch, or None for a repeat that pads its share."""
+        rank, world = LengthGroupedBatches._rank_world()
+        number = position * world + rank
+        return number if number < self.total else None
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for position in range(len(self)):
+            number = self.number(position)
+            yield self.batch(self.total - 1 if number is None else number)
+
+    def __len__(self) -> int:
+        return -(-self.total // LengthGroupedBatches._rank_world()[1])
+
+
 def feature_length(feature: dict) -> int:
     """Tokens of a feature; for a feature of several rows (choices, siamese segments) its longest row, which is what its
     rows are padded to in a batch."""
@@ -121,6 +153,20 @@ class TaskDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.features:
             return
+        trainer = self.trainer  # None outside a Trainer (notebooks, tests)
+        if trainer is not None and trainer.world_size > 1 and self.cache:
+            # One process per node tokenises and writes the cache (per node: PTRAIN_CACHE need not be shared); the
+            # others wait for it, then read it, instead of all tokenising at once. With data.cache=false each rank
+            # tokenises for itself (the same features: encoding is deterministic).
+            if trainer.local_rank == 0:
+                self._read_splits()
+            trainer.strategy.barrier("ptrain-tokenise")
+            if trainer.local_rank != 0:
+                self._read_splits()
+        else:
+            self._read_splits()
+
+    def _read_splits(self) -> None:
         for split in ("train", "validation", "test"):
             self.features[split] = self._features(split)
         for split in ("train", "validation"):
@@ -145,6 +191,8 @@ class TaskDataModule(L.LightningDataModule):
                             type(error).__name__, error)
         examples = self.task.examples(split)
         features = None if examples is None else self.task.encode(examples, self.tokenizer)
+        if features is not None:
+            log.info("tokenised %s %s: %d features", self.task.name, split, len(features))
         if self.cache:
             from ptrain.results import write_text_atomic
 
@@ -164,8 +212,8 @@ class TaskDataModule(L.LightningDataModule):
                 self.train_sampler.epoch = self.resume_at[0]
             return DataLoader(features, batch_sampler=self.train_sampler, collate_fn=collate,
                               num_workers=self.num_workers, generator=self._generator())
-        return DataLoader(features, batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
-                          num_workers=self.num_workers, generator=self._generator())
+        return DataLoader(features, batch_sampler=EvalBatches(len(features), self.eval_batch_size),
+                          collate_fn=collate, num_workers=self.num_workers, generator=self._generator())
 
     def _generator(self) -> torch.Generator:
         """Each loader draws its workers' base seed from its own generator, not the global RNG: otherwise every

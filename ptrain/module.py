@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from ptrain.model import PromptedModel
 from ptrain.tasks.base import Task
+
+log = logging.getLogger(__name__)
 
 #: the keys `configure_optimizers` reads (conf/train.yaml `optim`)
 OPTIM_KEYS = frozenset({"lr", "weight_decay", "schedule", "gamma", "warmup_ratio", "fused"})
@@ -31,7 +35,9 @@ class PromptTuningModule(L.LightningModule):
 
         check_keys("optim", optim, OPTIM_KEYS)
         self.model, self.task, self.optim = model, task, dict(optim)
-        self._metric = None
+        self._metric: Any = None
+        self._records: list[tuple[int, Any, Any]] = []  # this rank's (batch number, outputs, batch), for _gather
+        self._shard: Any = None  # the eval loader's EvalBatches when several processes evaluate
         self.model.train()  # from_pretrained returns eval-mode modules; Lightning keeps the modes it finds
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -48,31 +54,64 @@ class PromptTuningModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         return loss
 
-    def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
+    def _eval_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         # A task may evaluate otherwise than by logits (generation tasks generate text): `task.evaluate(model,
         # batch)` returns whatever its metric's `update` takes; without the hook the metric gets the logits.
         evaluate = getattr(self.task, "evaluate", None)
         outputs = evaluate(self.model, batch) if evaluate is not None else self(batch).float()
-        self._metric.update(outputs, batch)
+        outputs = self.task.metric_inputs(outputs, batch)
+        if self._shard is None:
+            self._metric.update(outputs, batch)
+        elif (number := self._shard.number(batch_idx)) is not None:  # None: a repeat that pads this rank's share
+            self._records.append((number, move_data_to_device(outputs, "cpu"), move_data_to_device(batch, "cpu")))
+
+    def _eval_start(self, loaders: Any) -> None:
+        """A fresh metric; with several processes, the loader's `EvalBatches` says which batches are this rank's."""
+        self._metric, self._records, self._shard = self.task.metric(), [], None
+        if self.trainer.world_size > 1:
+            self._shard = getattr(loaders, "batch_sampler", None)
+            if not hasattr(self._shard, "number"):
+                raise TypeError("a distributed evaluation needs ptrain's EvalBatches batch sampler "
+                                "(ptrain.data.TaskDataModule's loaders), so that every example is scored once")
 
     def _eval_end(self, split: str) -> None:
+        if self._shard is not None:
+            self._gather(split)
+        # With several processes every rank has scored the gathered union, so the values agree exactly; `max` keeps
+        # them exact where a mean of W equal float32 values need not be (and the monitor sees them on every rank).
         for name, value in self._metric.compute().items():
-            self.log(f"{split}/{name}", value, prog_bar=name == self.task.main_metric, sync_dist=True)
+            self.log(f"{split}/{name}", value, prog_bar=name == self.task.main_metric, sync_dist=True,
+                     reduce_fx="max")
+
+    def _gather(self, split: str) -> None:
+        """Every rank's evaluated batches, to every rank, then the metric over all of them in batch order: the
+        updates one process makes, so the score is exact whatever the metric (corpus F1, SQuAD's per-question
+        windows that two ranks share). Objects go over CPU pickles; outputs are logits or generated text."""
+        shards: list[Any] = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(shards, self._records)
+        records = sorted((record for shard in shards for record in shard), key=lambda record: record[0])
+        for _, outputs, batch in records:
+            self._metric.update(outputs, batch)
+        rows = [sum(len(self._shard.batch(number)) for number, _, _ in shard) for shard in shards]
+        if self.trainer.is_global_zero:
+            log.info("%s: %d examples in %d batches over %d ranks (%s)", split, sum(rows), len(records),
+                     len(rows), ", ".join(f"rank {rank}: {count}" for rank, count in enumerate(rows)))
+        self._records = []
 
     def on_validation_epoch_start(self) -> None:
-        self._metric = self.task.metric()
+        self._eval_start(self.trainer.val_dataloaders)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+        self._eval_step(batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_end("val")
 
     def on_test_epoch_start(self) -> None:
-        self._metric = self.task.metric()
+        self._eval_start(self.trainer.test_dataloaders)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        self._eval_step(batch, batch_idx)
 
     def on_test_epoch_end(self) -> None:
         self._eval_end("test")
@@ -111,9 +150,11 @@ class PromptTuningModule(L.LightningModule):
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def _trainable_keys(self) -> set[str]:
+        # FSDP (trainer.strategy=fsdp) puts `_fsdp_wrapped_module.` into the names of the layers it wraps; the keys of
+        # its full state dict, which is what checkpoints hold, have none
         keys = {name for name, p in self.named_parameters() if p.requires_grad}
         keys |= {name for name, _ in self.named_buffers() if not name.startswith("model.backbone.")}
-        return keys
+        return {name.replace("_fsdp_wrapped_module.", "") for name in keys}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         keep = self._trainable_keys()
@@ -121,6 +162,13 @@ class PromptTuningModule(L.LightningModule):
         checkpoint["ptrain_saved_keys"] = sorted(keep)
         # Dropout masks and shuffling continue from here after a resume, as if never interrupted.
         checkpoint["ptrain_rng"] = _rng_state()
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # Only rank 0 writes the file, but each rank's stream has moved on by its own batches (their lengths
+            # differ, so do their dropout draws): every rank's state goes in. All ranks save together (Lightning's
+            # save_checkpoint is called on every rank), so this gather is matched.
+            states: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(states, checkpoint["ptrain_rng"])
+            checkpoint["ptrain_rng_ranks"] = states
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         missing = self._trainable_keys() - set(checkpoint["state_dict"])
@@ -129,7 +177,14 @@ class PromptTuningModule(L.LightningModule):
                            "(was it saved with another method or model?)")
         # `_trainer`: `self.trainer` raises when a checkpoint is loaded outside a Trainer (load_from_checkpoint)
         if "ptrain_rng" in checkpoint and self._trainer is not None and self._trainer.state.fn == "fit":
-            _set_rng_state(checkpoint["ptrain_rng"])
+            ranks = checkpoint.get("ptrain_rng_ranks") or []
+            world = self.trainer.world_size
+            if (len(ranks) or 1) != world:
+                log.warning("a checkpoint of %d process(es) resumed on %d: every rank continues rank 0's random "
+                            "stream, so this is not the run an uninterrupted one would have been", len(ranks) or 1,
+                            world)
+            own = len(ranks) == world
+            _set_rng_state(ranks[self.global_rank] if own else checkpoint["ptrain_rng"])
 
 
 def _rng_state() -> dict[str, Any]:

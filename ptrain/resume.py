@@ -9,6 +9,10 @@ and this callback makes the batch sampler skip the batches of the interrupted ep
 `ptrain.train.run` listens for the whole run: a signal before training requeues at once (nothing to save), one
 after the last training step requeues when fitting ends, and the requeued job resumes from `last.ckpt`
 (`requeued_checkpoint`).
+
+With several processes (DDP, FSDP) the ranks agree at every step boundary whether any of them has the signal, so
+all save the same step together (saving is a collective), each rank's random state goes into the checkpoint
+(`PromptTuningModule.on_save_checkpoint`), and rank 0 alone calls `scontrol requeue`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ from lightning.pytorch.callbacks import Callback
 log = logging.getLogger(__name__)
 
 HPC_PREFIX = "hpc_ckpt_"
+
+
+def slurm_job() -> str | None:
+    """The SLURM job this process belongs to, as `scontrol requeue` names it (an array task: ARRAYJOB_TASK); a
+    requeued job keeps it."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID") or None
 
 
 def requeued_checkpoint(run_dir: str | Path) -> Path | None:
@@ -74,39 +86,44 @@ class ExactResume(Callback):
             signal.signal(self.signum, self._previous)
             self._previous = None
 
+    def _agreed(self, trainer: L.Trainer) -> bool:
+        """Whether any rank has the signal. SLURM may signal one task, or each at a slightly different moment; a
+        checkpoint is a collective, so every rank must decide alike, at the same step (one small all-reduce)."""
+        return trainer.strategy.reduce_boolean_decision(self.requested, all=False)
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.listen()
-        if self.requested:  # it came while the model and data were loading: nothing to save yet
-            self._requeue_and_exit("before training started")
+        if self._agreed(trainer):  # it came while the model and data were loading: nothing to save yet
+            self._requeue_and_exit(trainer, "before training started")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.requested:  # after the last training step (e.g. in the last validation): last.ckpt holds it all
-            self._requeue_and_exit("after the last training step; the requeued job resumes from last.ckpt")
+        if self._agreed(trainer):  # after the last training step (e.g. in the last validation): last.ckpt has it all
+            self._requeue_and_exit(trainer, "after the last training step; the requeued job resumes from last.ckpt")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.release()
 
-    def _requeue_and_exit(self, when: str) -> None:
+    def _requeue_and_exit(self, trainer: L.Trainer, when: str) -> None:
         log.warning("signal %d arrived %s: requeueing", self.signum, when)
-        self._requeue()
+        if trainer.is_global_zero:  # one job, one requeue, however many ranks
+            self._requeue()
         raise SystemExit(0)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         # only between optimizer steps: gradients accumulated over part of a group are not in a checkpoint
-        if not self.requested or batch_idx % max(1, trainer.accumulate_grad_batches) != 0:
+        if batch_idx % max(1, trainer.accumulate_grad_batches) != 0 or not self._agreed(trainer):
             return
         existing = latest_hpc_checkpoint(self.run_dir)
         number = 1 + (int(existing.stem.removeprefix(HPC_PREFIX)) if existing else 0)
-        path = self.run_dir / f"{HPC_PREFIX}{number}.ckpt"
-        trainer.save_checkpoint(path)  # Lightning writes to a temporary file and renames it
-        log.warning("saved %s at global step %d", path, trainer.global_step)
-        self._requeue_and_exit(f"in training; saved {path.name}")  # the scheduler ends the job anyway
+        # rank 0's name: another rank could look after rank 0 has written the file
+        path = self.run_dir / trainer.strategy.broadcast(f"{HPC_PREFIX}{number}.ckpt", src=0)
+        trainer.save_checkpoint(path)  # every rank takes part; rank 0 writes a temporary file and renames it
+        log.warning("rank %d: checkpoint %s at global step %d", trainer.global_rank, path, trainer.global_step)
+        self._requeue_and_exit(trainer, f"in training; saved {path.name}")  # the scheduler ends the job anyway
 
     def _requeue(self) -> None:
-        job_id = os.environ.get("SLURM_JOB_ID")
-        if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
-            job_id = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+        job_id = slurm_job()
         if not job_id or not self.requeue_command:
             log.warning("not under SLURM (no SLURM_JOB_ID): resume by running the same command again")
             return

@@ -92,6 +92,9 @@ def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any, cal
     summary = model.parameter_summary()
     data = TaskDataModule(task, tokenizer, seed=cfg.seed, **cfg.data)
     module = PromptTuningModule(model, task, OmegaConf.to_container(cfg.optim, resolve=True))
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_cfg.get("strategy") == "fsdp":  # before the logger: an FSDP run that cannot start opens no W&B run
+        trainer_cfg["strategy"] = fsdp_strategy(model, task)
 
     config = OmegaConf.to_container(cfg, resolve=True)
     cell = f"{cfg.task.name}-{cfg.method.name}-{cfg.model.name}"
@@ -110,12 +113,13 @@ def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any, cal
     plugins = []
     if SLURMEnvironment.detect():  # ExactResume handles the requeue signal instead of Lightning's handler
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger or False,
+    trainer = L.Trainer(**trainer_cfg, logger=logger or False,
                         callbacks=[checkpoints, latest, resume, *(callbacks or [])],
                         default_root_dir=str(run_dir), plugins=plugins)
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    for stale in run_dir.glob("hpc_ckpt_*.ckpt"):  # the finished run's last.ckpt supersedes them
-        stale.unlink()
+    if trainer.is_global_zero:  # every rank has loaded its checkpoint by now
+        for stale in run_dir.glob("hpc_ckpt_*.ckpt"):  # the finished run's last.ckpt supersedes them
+            stale.unlink(missing_ok=True)
 
     best = checkpoints.best_model_path or None
     metrics: dict[str, float] = {}
@@ -134,6 +138,8 @@ def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any, cal
         "best_checkpoint": best, "experiment": cfg.get("experiment"),
         "wall_s": round(time.perf_counter() - started, 3), "config": config,
     }
+    if not trainer.is_global_zero:  # every rank scored the same gathered predictions; rank 0 records them
+        return results, module, trainer
     write_json_atomic(run_dir / "results.json", results)
     if logger is not None:
         final = {f"best/{k}": v for k, v in metrics.items()}
@@ -145,6 +151,30 @@ def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any, cal
             logger.save()  # the Trainer has finalized its logger already: flush these last rows
     print_results(results)
     return results, module, trainer
+
+
+def fsdp_strategy(model: Any, task: Any) -> Any:
+    """`trainer.strategy=fsdp` for a prompted model: every transformer layer of the frozen backbone (the classes HF
+    marks `_no_split_modules`) is its own FSDP unit, sharded across the ranks and gathered only for its forward pass,
+    so each GPU holds 1/N of the backbone; the prompt module and the head sit in the root unit and train.
+    `use_orig_params` lets one unit mix frozen and trainable weights and keeps parameter names, which checkpoints
+    (trainable weights only) rely on. CUDA only: Lightning 2.6 refuses FSDP on CPU, and so does torch's FSDP, which it
+    wraps ("FSDP needs a non-CPU accelerator device"), so this path is not exercised by the CPU test suite."""
+    import torch
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    if not torch.cuda.is_available():
+        raise ValueError("trainer.strategy=fsdp shards the backbone across CUDA GPUs, and no CUDA device is visible: "
+                         "Lightning 2.6's FSDP (torch FSDP) does not run on CPU. On CPU, use trainer=ddp")
+    if getattr(task, "evaluate", None) is not None:  # generation: ranks may stop decoding after different steps
+        raise ValueError(f"trainer.strategy=fsdp cannot evaluate {task.name}: generation runs a forward pass per "
+                         "token, a collective under FSDP, and ranks may stop after different numbers; use ddp")
+    names = set(getattr(model.backbone.model, "_no_split_modules", None) or ())
+    layers = {type(module) for module in model.backbone.modules() if type(module).__name__ in names}
+    if not layers:
+        raise ValueError(f"trainer.strategy=fsdp: {type(model.backbone.model).__name__} names no layer classes "
+                         "(_no_split_modules) to shard; use trainer.strategy=ddp")
+    return FSDPStrategy(auto_wrap_policy=layers, use_orig_params=True)
 
 
 def checkpoint_epoch(path: str | Path) -> int:

@@ -168,6 +168,11 @@ class Task:
     def predictions(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(-1)
 
+    def metric_inputs(self, outputs: Any, batch: dict[str, Any]) -> Any:
+        """What of an evaluation batch's outputs the metric's `update` takes: all of them unless a task scores a small
+        part of large outputs (vocabulary logits). A distributed evaluation gathers these from every rank."""
+        return outputs
+
     def metric(self) -> Any:
         raise NotImplementedError
 

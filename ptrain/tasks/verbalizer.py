@@ -86,10 +86,9 @@ class VerbalizerTask(ClassificationTask):
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(self.label_logits(logits, batch), batch["labels"], ignore_index=-100)
 
+    def metric_inputs(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """The class scores, not the vocabulary: a distributed evaluation gathers B x num_labels, not B x V."""
+        return self.label_logits(outputs, batch)
+
     def metric(self) -> Any:
-        return _VerbalizerMetric(self.num_labels, self.f1)
-
-
-class _VerbalizerMetric(_SequenceMetric):
-    def update(self, logits, batch) -> None:  # type: ignore[override]
-        super().update(VerbalizerTask.label_logits(logits, batch), batch)
+        return _SequenceMetric(self.num_labels, self.f1)
