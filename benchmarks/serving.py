@@ -96,6 +96,11 @@ SPECS: tuple[Spec, ...] = (
 #: tokenisation of the real dev files in shared/data (CoNLL-2003 dev sentences 16 / 42; RTE val premise +
 #: hypothesis 53 / 134, hypothesis alone 10 / 16; CB val 84 / 161, hypothesis 8 / 12), drawn log-normally and
 #: cut to the task's max_length (64 for synthetic NER, 128 for RTE and CB), as truncation would.
+#: the same eight tasks, each with the same prompt shape (ptv2, P=16, every layer: one recipe for every task, the
+#: common deployment): what a mixed batch costs when no row pays for another row's wider prompt
+UNIFORM_SPECS: tuple[Spec, ...] = tuple(Spec(s.name, s.task, "ptv2", 16) for s in SPECS)
+SPEC_SETS = {"mixed": SPECS, "uniform": UNIFORM_SPECS}
+
 LENGTHS = {"ner": (16, 42), "rte": (53, 134), "cb": (84, 161)}
 HYPOTHESIS = {"rte": (10, 16), "cb": (8, 12)}
 
@@ -316,7 +321,7 @@ def make_batches(setup_requests: list[tuple[str, Any]], features: list[dict], ba
 def setup(args: argparse.Namespace) -> Setup:
     from ptrain.bank import PromptBank
 
-    paths = build_artifacts(args.model, args.out / f"serving-{args.model}")
+    paths = build_artifacts(args.model, args.out / f"serving-{args.model}-{args.specs}", SPEC_SETS[args.specs])
     bank = PromptBank.load(paths)
     requests = make_requests(bank, args.requests, args.seed)
     features = [bank.encode(name, raw) for name, raw in requests]
@@ -545,6 +550,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed batches of every variant first")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the CPU count)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--specs", choices=sorted(SPEC_SETS), default="mixed",
+                        help="mixed: eight prompt shapes (methods, lengths, depths); uniform: ptv2 P=16 for all")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {','.join(VARIANTS)}")
     parser.add_argument("--no-rss", action="store_true", help="skip the resident-set probes (fresh processes)")
     parser.add_argument("--quick", action="store_true", help="tiny configuration for the smoke test: 48 requests, "
@@ -629,15 +636,19 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def replace_marked(path: Path, body: str) -> None:
-    """Rewrite what lies between the serving markers; append the heading and markers if absent."""
+def replace_marked(path: Path, specs: str, body: str) -> None:
+    """Rewrite what lies between the serving markers of this artifact set; append the heading and markers if
+    absent (`mixed`: `serving:start`/`end`; `uniform`: `serving-uniform:start`/`end`)."""
+    begin, end_marker = (BEGIN, END) if specs == "mixed" else (f"<!-- serving-{specs}:start -->",
+                                                               f"<!-- serving-{specs}:end -->")
+    heading = HEADING if specs == "mixed" else f"{HEADING}, {specs} prompt shapes"
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{BEGIN}\n{body.rstrip()}\n{END}"
-    start, end = text.find(BEGIN), text.find(END)
+    block = f"{begin}\n{body.rstrip()}\n{end_marker}"
+    start, end = text.find(begin), text.find(end_marker)
     if start >= 0 and end > start:
-        text = text[:start] + block + text[end + len(END):]
+        text = text[:start] + block + text[end + len(end_marker):]
     else:
-        text = text.rstrip() + f"\n\n## {HEADING}\n\n{block}\n"
+        text = text.rstrip() + f"\n\n## {heading}\n\n{block}\n"
     path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 
@@ -670,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     built_s = time.perf_counter() - started
     lengths = [len(f["input_ids"]) for f in st.features]
     num_layers = st.bank.backbone.geometry.num_layers
-    specs = {s.name: s for s in SPECS}
+    specs = {s.name: s for s in SPEC_SETS[args.specs]}
     config = {"model": args.model, "device": "cpu", "device_name": _cpu_name(), "threads": torch.get_num_threads(),
               "tasks": len(st.bank.tasks), "requests": len(st.requests), "batch": args.batch, "window": args.window,
               "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
@@ -699,12 +710,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     text = render(results)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"serving-{args.model}-cpu"
+    stem = f"serving-{args.model}-{args.specs}-cpu"
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
     (args.out / f"{stem}.md").write_text(text)
     if args.readme is not None:
-        replace_marked(args.readme, f"`{results['command']}` ({wall:.0f} s, of which {built_s:.0f} s building "
-                                    f"the artifacts, the bank and the PEFT peer)\n\n{text}")
+        replace_marked(args.readme, args.specs, f"`{results['command']}` ({wall:.0f} s, of which {built_s:.0f} s "
+                                                f"building the artifacts, the bank and the PEFT peer)\n\n{text}")
     results["setup"] = st
     results["table"] = text
     return results
