@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
+import socket
+import time
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,6 +22,9 @@ from ptrain.paths import cache_dir
 from ptrain.tasks.base import Task
 
 log = logging.getLogger(__name__)
+
+#: a cache temporary this old is an orphan whoever wrote it (a write takes seconds; a killed one never renames)
+STALE_TMP_S = 3600
 
 
 class _EpochRelay:
@@ -143,6 +150,10 @@ class TaskDataModule(L.LightningDataModule):
     def __init__(self, task: Task, tokenizer: Any, batch_size: int = 32, eval_batch_size: int = 64,
                  num_workers: int = 0, group_by_length: bool = True, cache: bool = True, seed: int = 0) -> None:
         super().__init__()
+        for key, value, least in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
+                                  ("num_workers", num_workers, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"data.{key}={value!r}: expected a whole number >= {least}")
         self.task, self.tokenizer = task, tokenizer
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.group_by_length, self.cache, self.seed = num_workers, group_by_length, cache, seed
@@ -170,13 +181,39 @@ class TaskDataModule(L.LightningDataModule):
         for split in ("train", "validation", "test"):
             self.features[split] = self._features(split)
         for split in ("train", "validation"):
-            if not self.features[split]:
-                raise FileNotFoundError(
-                    f"task {self.task.name} has no {split} split"
-                    + (f" in {self.task.data_dir}" if self.task.data_dir else "")
-                    + (" (set task.train_from_validation to carve one out of the validation split)"
-                       if split == "train" else "")
-                )
+            if self.features[split]:
+                continue
+            local = self.task.data_dir is not None
+            if self.features[split] is None or (local and self.task.split_file(self._source(split)) is None):
+                raise FileNotFoundError(self._no_split(split))
+            raise ValueError(self._empty_split(split))
+
+    def _source(self, split: str) -> str:
+        """The split whose file a split's examples come from: with `train_from_validation` and no training file, the
+        training examples are cut from the validation file."""
+        task = self.task
+        carved = task.train_from_validation is not None and task.data_dir is not None
+        return "validation" if carved and split == "train" and task.split_file("train") is None else split
+
+    def _no_split(self, split: str) -> str:
+        task, source = self.task, self._source(split)
+        if source != split:  # neither file: name both
+            return (f"task {task.name} has no {split} split: {task.missing_file('train')}; nor the validation file "
+                    f"{task.files.get('validation')} (task.files.validation) to cut "
+                    f"task.train_from_validation={task.train_from_validation} of it for training")
+        message = f"task {task.name} has no {split} split: {task.missing_file(split)}"
+        if split == "train" and task.data_dir is not None:
+            message += "; or set task.train_from_validation to carve one out of the validation split"
+        return message
+
+    def _empty_split(self, split: str) -> str:
+        task, source = self.task, self._source(split)
+        path = task.split_file(source)
+        where = f"{path} holds no examples" if path is not None else f"the hub's {source} split is empty"
+        if source != split:
+            rows = len(task.examples(source) or [])
+            where += f" after task.train_from_validation={task.train_from_validation} (it kept {rows} for {source})"
+        return f"task {task.name}: the {split} split is empty ({where})"
 
     def _features(self, split: str) -> list[dict] | None:
         key = f"{self.task.name}-{self.task.fingerprint()}-{_tokenizer_fingerprint(self.tokenizer)}-{split}"
@@ -190,13 +227,12 @@ class TaskDataModule(L.LightningDataModule):
                 log.warning("tokenisation cache %s is unreadable (%s: %s); rebuilding it", path,
                             type(error).__name__, error)
         examples = self.task.examples(split)
-        features = None if examples is None else self.task.encode(examples, self.tokenizer)
-        if features is not None:
-            log.info("tokenised %s %s: %d features", self.task.name, split, len(features))
+        if not examples:  # no split (None), or an empty one that `_read_splits` names; tokenizers fail on []
+            return examples
+        features = self.task.encode(examples, self.tokenizer)
+        log.info("tokenised %s %s: %d features", self.task.name, split, len(features))
         if self.cache:
-            from ptrain.results import write_text_atomic
-
-            write_text_atomic(path, json.dumps(features, separators=(",", ":")))
+            _write_cache(path, json.dumps(features, separators=(",", ":")))
         return features
 
     def _loader(self, split: str, train: bool) -> DataLoader | None:
@@ -232,6 +268,43 @@ class TaskDataModule(L.LightningDataModule):
     def has_labelled_test(self) -> bool:
         features = self.features.get("test") or []
         return any(_labelled(f["labels"]) for f in features)
+
+
+def _write_cache(path: Path, text: str) -> None:
+    """Write a cache file through a temporary and a rename, first removing the temporaries of writers that died
+    (killed mid-write, they never rename: nothing else ever removes them). The host is in the temporary's name
+    because PTRAIN_CACHE may be shared by machines: a pid is only known dead on its own host; elsewhere a temporary
+    goes when it is older than any write (STALE_TMP_S)."""
+    host = socket.gethostname()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for tmp in path.parent.glob(".*.tmp"):
+        stem = tmp.name.removesuffix(".tmp")  # .<cache file>.<host>.<pid> (hosts may have dots)
+        pid = stem.rsplit(".", 1)[-1]
+        here = pid.isdigit() and stem.removesuffix(f".{pid}").endswith(f".{host}")
+        try:
+            dead = here and not _alive(int(pid))
+            if dead or time.time() - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink()
+                log.info("removed %s, a stale temporary of the tokenisation cache", tmp)
+        except FileNotFoundError:  # another process removed or renamed it meanwhile
+            pass
+    tmp = path.with_name(f".{path.name}.{host}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host has this id (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _labelled(labels: Any) -> bool:

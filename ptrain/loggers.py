@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import netrc
 import os
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 
 def wandb_logged_in() -> bool:
@@ -31,17 +34,64 @@ def stable_run_id(run_dir: str | Path) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
+class _KeptRowsWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv when it starts (a warning says so). A run resumed from
+    a checkpoint of global step G keeps the rows that checkpoint covers, those Lightning logged at steps 0..G-1 (its
+    `step` counts optimizer steps done before the row), drops later ones (logged after the checkpoint by the run that
+    was killed, and logged again by this one), and appends to them."""
+
+    def __init__(self, log_dir: str, resumed_step: int | None) -> None:
+        self.resumed_step = resumed_step
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:  # Lightning 2.6's hook, called in __init__ before anything is logged
+        path = Path(self.metrics_file_path)
+        if self.resumed_step is None or not path.is_file():
+            super()._check_log_dir_exists()
+            return
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            keys = list(reader.fieldnames or [])
+            rows = [row for row in reader if float(row.get("step") or 0) < self.resumed_step]
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = keys  # new keys extend this header, as in one uninterrupted run
+
+
+class RunCSVLogger(CSVLogger):
+    """`run_dir/csv/metrics.csv`, flushed whenever a checkpoint is saved (rows a checkpoint covers are on disk with
+    it, even if the run is then killed), and kept up to the checkpoint a run resumes from (`resumed_step`)."""
+
+    def __init__(self, run_dir: str | Path, resumed_step: int | None = None) -> None:
+        super().__init__(save_dir=str(run_dir), name="csv", version="")
+        self.resumed_step = resumed_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeptRowsWriter(self.log_dir, self.resumed_step)
+        return self._experiment
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        self.save()
+
+
 def make_logger(cfg: Mapping[str, Any], run_dir: Path, run_name: str, config: dict,
-                cell: str | None = None) -> Logger | None:
+                cell: str | None = None, resumed_step: int | None = None) -> Logger | None:
     """The configured logger; W&B runs are grouped by `logger.group` (the experiment) and, inside a group, by
     job type = the grid cell, so seeds of one (task, method, model) aggregate in the W&B UI. The W&B run id is
     `stable_run_id(run_dir)`, so a requeued job logs on in the run it started. Only rank 0 logs (Lightning's
-    loggers are rank-zero), whatever the number of processes."""
+    loggers are rank-zero), whatever the number of processes. A run resumed from a checkpoint of step
+    `resumed_step` keeps the CSV rows that checkpoint covers."""
     kind = cfg.get("name", "none")
     if kind == "none":
         return None
     if kind == "csv":
-        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+        return RunCSVLogger(run_dir, resumed_step=resumed_step)
     if kind == "wandb":
         from lightning.pytorch.loggers import WandbLogger
 

@@ -19,6 +19,11 @@ METHOD_KEYS = frozenset({
     "reparam", "reparam_hidden", "dropout", "layers", "shift_positions",  # ptv2
 })
 
+#: the method keys that decide what a checkpoint's weights are (their shapes and where they enter the backbone); a
+#: resumed run must agree on these, while learning rates, dropout and initialisation may change between runs
+SHAPE_KEYS = ("name", "length", "layers", "reparam", "reparam_hidden", "encoder", "encoder_hidden", "lstm_layers",
+              "shift_positions")
+
 
 def check_keys(group: str, cfg: Mapping[str, Any], known: frozenset[str]) -> None:
     """A key that nothing reads is an error naming it, not a setting silently ignored."""

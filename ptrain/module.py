@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,29 @@ log = logging.getLogger(__name__)
 
 #: the keys `configure_optimizers` reads (conf/train.yaml `optim`)
 OPTIM_KEYS = frozenset({"lr", "weight_decay", "schedule", "gamma", "warmup_ratio", "fused"})
+#: the numeric ones and the values they may take: (key, lowest, highest, whether the lowest is allowed)
+OPTIM_RANGES = (("lr", 0.0, float("inf"), False), ("weight_decay", 0.0, float("inf"), True),
+                ("gamma", 0.0, 1.0, False), ("warmup_ratio", 0.0, 1.0, True))
+
+
+def check_optim(optim: Mapping[str, Any]) -> None:
+    """Optimiser values torch would refuse with a message that names no key (`Invalid learning rate: -1.0`), or
+    accept and train badly with (a decay factor above 1), are errors naming the key and the range."""
+    for key, low, high, low_allowed in OPTIM_RANGES:
+        value = optim.get(key)
+        if value is None and key != "lr":
+            continue
+        try:
+            number = float("nan") if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not (math.isfinite(number) and (number > low or (low_allowed and number == low)) and number <= high):
+            if math.isinf(high):
+                what = f"{'>=' if low_allowed else '>'} {low:g}"
+            else:
+                what = f"in {'[' if low_allowed else '('}{low:g}, {high:g}]"
+            hint = " (it defaults to method.lr)" if key == "lr" else ""
+            raise ValueError(f"optim.{key}={value!r}: expected a number {what}{hint}")
 
 
 class PromptTuningModule(L.LightningModule):
@@ -34,6 +58,7 @@ class PromptTuningModule(L.LightningModule):
         from ptrain.methods import check_keys
 
         check_keys("optim", optim, OPTIM_KEYS)
+        check_optim(optim)
         self.model, self.task, self.optim = model, task, dict(optim)
         self._metric: Any = None
         self._records: list[tuple[int, Any, Any]] = []  # this rank's (batch number, outputs, batch), for _gather

@@ -10,6 +10,11 @@ and this callback makes the batch sampler skip the batches of the interrupted ep
 after the last training step requeues when fitting ends, and the requeued job resumes from `last.ckpt`
 (`requeued_checkpoint`).
 
+Outside SLURM nobody requeues: the run stops with exit status `RESUMABLE_EXIT` (75, EX_TEMPFAIL: "try again") and
+prints the command that resumes it (`... hydra.run.dir=DIR ckpt_path=last`); it has a checkpoint and no results.json.
+Checkpoints also record the wall time spent so far (`wall_s` of a resumed run is the total) and the fingerprint of
+the model, task and method that made them (`ptrain.train.run_fingerprint`), which a resumed run must match.
+
 With several processes (DDP, FSDP) the ranks agree at every step boundary whether any of them has the signal, so
 all save the same step together (saving is a collective), each rank's random state goes into the checkpoint
 (`PromptTuningModule.on_save_checkpoint`), and rank 0 alone calls `scontrol requeue`.
@@ -23,6 +28,8 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +39,9 @@ from lightning.pytorch.callbacks import Callback
 log = logging.getLogger(__name__)
 
 HPC_PREFIX = "hpc_ckpt_"
+#: the exit status of a run stopped by the signal outside SLURM: checkpointed (or not yet started), no results,
+#: resumable with the command it prints (sysexits.h EX_TEMPFAIL: a temporary failure, to be retried)
+RESUMABLE_EXIT = 75
 
 
 def slurm_job() -> str | None:
@@ -61,14 +71,47 @@ def latest_hpc_checkpoint(run_dir: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """What `ckpt_path=last` resumes: the newer of `checkpoints/last.ckpt` (written at every epoch's end) and the
+    newest `hpc_ckpt_<n>.ckpt` (written when the signal stopped the run, possibly mid-epoch), or None."""
+    candidates = [path for path in (Path(run_dir) / "checkpoints" / "last.ckpt", latest_hpc_checkpoint(run_dir))
+                  if path is not None and path.is_file()]
+    return max(candidates, key=lambda path: (path.stat().st_mtime_ns, path.name.startswith(HPC_PREFIX)),
+               default=None)
+
+
+def resume_command(run_dir: str | Path) -> str:
+    """The command that resumes a stopped run: the one that started it (Hydra's overrides), in its directory,
+    from its latest checkpoint."""
+    overrides: list[str] = []
+    script = "train.py"
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            overrides = list(HydraConfig.get().overrides.task)
+            script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else script
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        pass
+    keep = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("ckpt_path", "run_dir", "overwrite")]
+    return shlex.join(["python", script, *keep, f"hydra.run.dir={Path(run_dir).resolve()}", "ckpt_path=last"])
+
+
 class ExactResume(Callback):
     def __init__(self, run_dir: str | Path, signum: int = signal.SIGUSR1,
-                 requeue_command: str | None = "scontrol requeue {job_id}") -> None:
+                 requeue_command: str | None = "scontrol requeue {job_id}", started: float | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.signum = signum
         self.requeue_command = requeue_command
         self.requested = False
         self._previous: Any = None
+        self.started = time.perf_counter() if started is None else started  # this process's start
+        self.elapsed_before = 0.0  # wall seconds the resumed checkpoint had taken, restored from it
+        self.fingerprint: dict | None = None  # set by ptrain.train.run once the model is built
+
+    def elapsed(self) -> float:
+        """Wall seconds of the whole run: this process's and those before it up to the checkpoint it resumed."""
+        return self.elapsed_before + time.perf_counter() - self.started
 
     # ---- the signal ------------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -104,10 +147,27 @@ class ExactResume(Callback):
         self.release()
 
     def _requeue_and_exit(self, trainer: L.Trainer, when: str) -> None:
+        if not slurm_job() or not self.requeue_command:
+            self._stop_resumable(trainer, when)
         log.warning("signal %d arrived %s: requeueing", self.signum, when)
         if trainer.is_global_zero:  # one job, one requeue, however many ranks
             self._requeue()
         raise SystemExit(0)
+
+    def _stop_resumable(self, trainer: L.Trainer, when: str) -> None:
+        """Outside SLURM nobody requeues the job: stop with RESUMABLE_EXIT (not 0: there are no results) and say how
+        to resume, on stderr and in the log (Hydra's train.log in the run directory)."""
+        saved = last_checkpoint(self.run_dir)
+        if saved is None:
+            message = (f"stopped by signal {self.signum} {when}, before anything was saved: {self.run_dir} holds no "
+                       "results; start the run again")
+        else:
+            message = (f"stopped by signal {self.signum} {when}: {self.run_dir} holds no results yet; resume from "
+                       f"{saved.name} with\n  {resume_command(self.run_dir)}")
+        if trainer.is_global_zero:
+            log.warning("%s", message)
+            print(message, file=sys.stderr, flush=True)
+        raise SystemExit(RESUMABLE_EXIT)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -124,16 +184,21 @@ class ExactResume(Callback):
 
     def _requeue(self) -> None:
         job_id = slurm_job()
-        if not job_id or not self.requeue_command:
-            log.warning("not under SLURM (no SLURM_JOB_ID): resume by running the same command again")
-            return
         command = shlex.split(self.requeue_command.format(job_id=job_id))
         result = subprocess.run(command, check=False)
         if result.returncode != 0:
             log.error("%s failed with exit code %d; resubmit the job to resume", command, result.returncode)
 
+    # ---- what a checkpoint records beside the weights --------------------------------------------
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint["ptrain_elapsed_s"] = self.elapsed()
+        if self.fingerprint is not None:
+            checkpoint["ptrain_fingerprint"] = dict(self.fingerprint)
+
     # ---- mid-epoch restarts ----------------------------------------------------------------------
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn == "fit":  # not when validate/test load the best checkpoint: the clock runs on
+            self.elapsed_before = float(checkpoint.get("ptrain_elapsed_s", 0.0))
         # Lightning resumes mid-epoch at the next batch index but iterates a fresh loader from its start (and
         # creates that iterator before any training hook runs), so the sampler is told here, at restore time,
         # which batches of the interrupted epoch were already trained.

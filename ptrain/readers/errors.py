@@ -10,7 +10,7 @@ import io
 import os
 from pathlib import Path
 
-__all__ = ["DataFormatError", "missing_file_error", "open_text", "resolve_split_file"]
+__all__ = ["DataFormatError", "LocatedRows", "missing_file_error", "open_text", "resolve_split_file"]
 
 
 class DataFormatError(ValueError):
@@ -39,6 +39,23 @@ class DataFormatError(ValueError):
         if expected:
             message += f" ({expected})"
         super().__init__(message)
+
+
+class LocatedRows(list):
+    """A reader's rows (a plain list to every caller) and, in `lines`, the 1-based file line each row came from.
+
+    Tasks check rows after reading (a label outside the configured set); a row's index is not its line when blank
+    lines are skipped, a header comes first or one line holds several rows (MultiRC's answer options), so the check
+    names `lines[i]`."""
+
+    def __init__(self, rows: list | None = None, lines: list[int] | None = None) -> None:
+        super().__init__(rows or [])
+        self.lines: list[int] = list(lines or [])
+
+    def add(self, rows: list, line: int) -> None:
+        """Append the rows read from one line."""
+        self.extend(rows)
+        self.lines.extend([line] * len(rows))
 
 
 def open_text(path: str | os.PathLike[str], encoding: str = "utf-8", newline: str | None = None) -> io.StringIO:

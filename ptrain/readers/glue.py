@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ptrain.readers.errors import DataFormatError, open_text, resolve_split_file
+from ptrain.readers.errors import DataFormatError, LocatedRows, open_text, resolve_split_file
 
 __all__ = ["GLUE_TASKS", "GlueLayout", "SPLIT_FILES", "read_glue", "read_glue_tsv"]
 
@@ -89,7 +89,7 @@ def read_glue_tsv(
             )
     col = {name: i for i, name in enumerate(header)}
     use_index = index_field is not None and index_field in col
-    out: list[dict] = []
+    out = LocatedRows()  # with each row's line (the header and blank lines are not rows)
     for line_no, raw in enumerate(lines[1:], start=2):
         row = raw.rstrip("\r")
         if not row.strip():
@@ -122,7 +122,7 @@ def read_glue_tsv(
             ex["idx"] = int(value)
         else:
             ex["idx"] = len(out)
-        out.append(ex)
+        out.add([ex], line_no)
     return out
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ptrain.readers.errors import DataFormatError, missing_file_error, open_text
+from ptrain.readers.errors import DataFormatError, LocatedRows, missing_file_error, open_text
 
 __all__ = ["SRL_SPLIT_FILES", "read_srl", "read_srl_split"]
 
@@ -65,7 +65,7 @@ def read_srl(path: PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise missing_file_error(path, ["<name>.txt in the '<index> tokens ||| tags' layout"])
-    out: list[dict] = []
+    out = LocatedRows()  # with each row's line (blank lines are skipped)
     with open_text(path) as f:
         for line_no, raw in enumerate(f, start=1):
             line = raw.strip()
@@ -118,7 +118,7 @@ def read_srl(path: PathLike) -> list[dict]:
                         field="tags",
                         expected="tags are O, B-<role> or I-<role>",
                     )
-            out.append({"tokens": tokens, "predicate_index": index, "tags": tags})
+            out.add([{"tokens": tokens, "predicate_index": index, "tags": tags}], line_no)
     return out
 
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ptrain.readers.errors import DataFormatError, open_text, resolve_split_file
+from ptrain.readers.errors import DataFormatError, LocatedRows, open_text, resolve_split_file
 
 __all__ = [
     "SPLIT_FILES",
@@ -154,9 +154,9 @@ def _read(
 ) -> list[dict[str, Any]]:
     file = resolve_split_file(path, split, SPLIT_FILES)
     has_labels = _is_labeled(file, labeled)
-    out: list[dict[str, Any]] = []
+    out = LocatedRows()  # with the line of every row (blank lines skipped; MultiRC gives several rows a line)
     for line_no, data in iter_jsonl(file):
-        out.extend(build(_Record(file, line_no, data, task, needs), has_labels))
+        out.add(build(_Record(file, line_no, data, task, needs), has_labels), line_no)
     return out
 
 

@@ -35,8 +35,16 @@ class Task:
                  hub: dict | None = None, files: dict[str, str] | None = None,
                  train_from_validation: float | None = None, max_train_examples: int | None = None) -> None:
         self.name = name
+        if train_from_validation is not None and not (isinstance(train_from_validation, int | float)
+                                                      and 0 < train_from_validation < 1):
+            raise ValueError(f"task.train_from_validation={train_from_validation!r}: expected the share of the "
+                             "validation split to train on, between 0 and 1 (null: the training file)")
+        if max_train_examples is not None and (isinstance(max_train_examples, bool)
+                                               or not isinstance(max_train_examples, int) or max_train_examples < 1):
+            raise ValueError(f"task.max_train_examples={max_train_examples!r}: expected a number of training "
+                             "examples >= 1 (null: all of them)")
         self.train_from_validation = train_from_validation
-        self.max_train_examples = None if max_train_examples is None else int(max_train_examples)
+        self.max_train_examples = max_train_examples
         self.data_dir = Path(data_dir).expanduser() if data_dir else None
         self.max_length = int(max_length)
         self.hub = dict(hub) if hub else None
@@ -64,6 +72,18 @@ class Task:
             return None
         path = self.data_dir / self.files[split]
         return path if path.exists() else None
+
+    def missing_file(self, split: str) -> str:
+        """Why a local split cannot be read, naming the folder, the file name expected, the key that sets it and what
+        the folder holds instead: a task pointed at another task's folder, or files named otherwise
+        (`wnut17train.conll`), is then one edit away from running."""
+        if self.data_dir is None:
+            return f"the hub data set {(self.hub or {}).get('path')} has no {split} split"
+        found = sorted(path.name for path in self.data_dir.iterdir() if not path.name.startswith("."))
+        held = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "") if found else "nothing"
+        expected = (f"{self.files[split]} (task.files.{split})" if split in self.files
+                    else f"a file for it (no task.files.{split} is set)")
+        return f"no {split} file in {self.data_dir}: expected {expected}; the folder holds {held}"
 
     def read(self, split: str) -> list[dict] | None:
         raise NotImplementedError

@@ -92,7 +92,7 @@ class ClassificationTask(Task):
         if self.format == "superglue":
             from ptrain.readers.superglue import read_superglue
 
-            rows, first_line = read_superglue(self.reader or self.name, path), 1
+            rows = read_superglue(self.reader or self.name, path)
         elif self.format == "glue_tsv":
             from ptrain.readers.glue import read_glue_tsv
 
@@ -101,14 +101,13 @@ class ClassificationTask(Task):
             label_name = column.get(self.label_field, self.label_field)
             rows = read_glue_tsv(path, [column.get(field, field) for field in self.text_fields],
                                  label_name if has_labels else None, rename=self.tsv_columns)
-            first_line = 2  # after the header
         else:
             raise ValueError(f"task.format must be superglue, glue_tsv or hub; got {self.format!r}")
         known = set(self.labels)
-        for number, row in enumerate(rows, start=first_line):
+        for row, line in zip(rows, rows.lines):  # the file's line, not the row's index (headers, blank lines)
             label = row.get(self.label_field)
             if label is not None and str(label) not in known:
-                raise DataFormatError(path, f"unknown label {label!r}", line=number, field=label_name,
+                raise DataFormatError(path, f"unknown label {label!r}", line=line, field=label_name,
                                       expected=f"one of {', '.join(self.labels)}")
         return rows
 

@@ -69,10 +69,10 @@ class MultipleChoiceTask(Task):
         from ptrain.readers.superglue import read_superglue
 
         rows = read_superglue(self.name, path)
-        for number, row in enumerate(rows, start=1):
+        for row, line in zip(rows, rows.lines):  # the file's line, not the row's index (blank lines)
             label = row.get(self.label_field)
             if label is not None and not 0 <= int(label) < len(self.choice_fields):
-                raise DataFormatError(path, f"label {label!r} is not a choice index", line=number,
+                raise DataFormatError(path, f"label {label!r} is not a choice index", line=line,
                                       field=self.label_field, expected=f"0..{len(self.choice_fields) - 1}")
         return rows
 

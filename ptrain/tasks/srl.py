@@ -55,7 +55,9 @@ class SRLTask(Task):
         if self._labels is None:
             train = self.read("train", check_labels=False)
             if not train:
-                raise ValueError(f"task {self.name}: no training file to read labels from; set task.labels")
+                where = self.missing_file("train") if self.split_file("train") is None else "it holds no sentences"
+                raise ValueError(f"task {self.name}: no training file to read labels from ({where}); set "
+                                 "task.files.train to the training file's name, or list the labels in task.labels")
             # Every split of the data pack is labelled: a rare role seen only in dev/test still gets a label
             # (it cannot be predicted right, but it is scored as a miss rather than crash the run).
             rows = train + [row for split in ("validation", "test") for row in self.read(split, False) or []]
@@ -87,12 +89,12 @@ class SRLTask(Task):
 
         rows = read_srl(path)
         known = set(self.labels) if check_labels else None
-        for number, row in enumerate(rows, start=1):
+        for row, line in zip(rows, rows.lines):  # the file's line, not the row's index (blank lines)
             row["subset"] = subset
             if known is not None:
                 unknown = sorted(set(row["tags"]) - known)
                 if unknown:
-                    raise DataFormatError(path, f"unknown tag {unknown[0]!r}", line=number, field="tags",
+                    raise DataFormatError(path, f"unknown tag {unknown[0]!r}", line=line, field="tags",
                                           expected="a tag seen in the training file (set task.labels to add it)")
         return rows
 

@@ -43,7 +43,9 @@ class NERTask(Task):
         if self._labels is None:
             train = self.read("train", check_labels=False)
             if not train:
-                raise ValueError(f"task {self.name}: no training file to read labels from; set task.labels")
+                where = self.missing_file("train") if self.split_file("train") is None else "it holds no sentences"
+                raise ValueError(f"task {self.name}: no training file to read labels from ({where}); set "
+                                 "task.files.train to the training file's name, or list the labels in task.labels")
             self._labels = label_set(train)
         return self._labels
 
