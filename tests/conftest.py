@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# converted bundled models (ptrain/backbones/bundled.py) are keyed by content and never change: tests share the
+# user's copy instead of de-quantizing SmolLM2 again in every session's isolated cache
+os.environ.setdefault("PTRAIN_MODEL_CACHE",
+                      str(Path(os.environ.get("PTRAIN_CACHE", Path.home() / ".cache" / "ptrain")) / "bundled"))
 _CACHE = tempfile.mkdtemp(prefix="ptrain-test-cache-")
 os.environ.setdefault("PTRAIN_CACHE", _CACHE)
 os.environ.setdefault("WANDB_SILENT", "true")

