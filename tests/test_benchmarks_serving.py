@@ -50,7 +50,7 @@ def test_quick_run_prints_every_row(quick: tuple[dict, Path]) -> None:
     memory = {m["k"]: m for m in results["memory"]}
     assert memory[8]["backbone"] == memory[1]["backbone"] > 0  # one backbone, however many artifacts
     assert memory[8]["prompts"] > memory[1]["prompts"] > 0
-    saved = json.loads((out / "serving-tiny_bert-cpu.json").read_text())
+    saved = json.loads((out / "serving-tiny_bert-mixed-cpu.json").read_text())
     assert saved["config"]["requests"] == 48 and saved["config"]["batch"] == 8
     readme = (out / "README.md").read_text()
     assert readme.startswith("intro\n") and readme.endswith("rest\n") and "old" not in readme
