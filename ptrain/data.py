@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ptrain.paths import cache_dir
+from ptrain.results import write_text_atomic
 from ptrain.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -288,12 +289,7 @@ def _write_cache(path: Path, text: str) -> None:
                 log.info("removed %s, a stale temporary of the tokenisation cache", tmp)
         except FileNotFoundError:  # another process removed or renamed it meanwhile
             pass
-    tmp = path.with_name(f".{path.name}.{host}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    write_text_atomic(path, text)  # its temporary is .<file>.<host>.<pid>.tmp, the name parsed above
 
 
 def _alive(pid: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     existing file is replaced whole or not at all."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # host and pid in the name: concurrent writers never share a temporary, and a dead writer's is recognisable
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
