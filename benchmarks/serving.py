@@ -652,17 +652,22 @@ def replace_marked(path: Path, specs: str, body: str) -> None:
     path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+def quiet() -> None:
+    """A benchmark's console: no warnings, no HF load reports or bars, ptrain's errors only. Process-wide, so
+    only the script's own entry calls it (a test that calls `main` keeps its logging)."""
     import logging
 
     from transformers.utils import logging as hf_logging
 
+    warnings.filterwarnings("ignore")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     logging.getLogger("ptrain").setLevel(logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = parse_args(argv)
     import torch
 
@@ -722,4 +727,5 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    quiet()
     main()
