@@ -119,7 +119,7 @@ def test_official_grids_keep_their_pinned_recipe(tmp_path: Path) -> None:
 @pytest.mark.xfail(reason="needs a fix in ptrain/tasks/base.py Task.loss and ptrain/module.py training_step "
                           "(normalise the summed token loss by the epoch's mean labelled tokens per batch, not by "
                           "each batch's own count), so that data.group_by_length=true keeps the plain objective; "
-                          "those files are being edited by another engineer", strict=True)
+                          "not applied yet (issue 15)", strict=True)
 def test_grouped_batches_keep_each_tokens_loss_weight() -> None:
     """A labelled token's gradient must not depend on how many labelled tokens share its batch: today a batch of
     one-word sentences gives each token 20x the weight of a token in a batch of 20-word ones."""
