@@ -318,8 +318,8 @@ class RunDirTaken(FileExistsError):
 
 
 def _read_claim(run_dir: Path) -> tuple[int, str, str | None] | None:
-    """(pid, host, SLURM job) of a run directory's claim, or None when there is none (or it is half-written: its
-    process was killed in that instant)."""
+    """(pid, host, SLURM job) of a run directory's claim, or None when there is none or it cannot be read (written
+    by hand; claims are linked into place whole, see `_write_claim`)."""
     import json
 
     try:
@@ -360,10 +360,9 @@ def claim_run_dir(run_dir: Path, overwrite: bool = False, fresh: bool = True) ->
     Refused: a directory that another live process claimed, i.e. a run in progress there (`overwrite=true` takes over
     a claim from another host, which cannot be checked, never one of a live process here); and, for a `fresh` run (not
     a resumed one), a directory that holds a run (results.json, checkpoints), unless `overwrite=true`, which clears the
-    old checkpoints (no stale best-*.ckpt). The claim is a file created with O_EXCL, so of two runs started into one
-    directory at once exactly one gets it (results.json alone lets both through: neither has results yet). Ranks
+    old checkpoints (no stale best-*.ckpt). The claim is a file linked into place whole (`_write_claim`), so of two
+    runs started into one directory at once exactly one gets it (results.json alone lets both through). Ranks
     other than 0 only check for a finished run: rank 0's claim is theirs."""
-    import json
     import shutil
 
     owner, live = (None, False) if secondary_rank() else _claim_owner(run_dir)  # rank 0's claim is the run's
@@ -379,18 +378,44 @@ def claim_run_dir(run_dir: Path, overwrite: bool = False, fresh: bool = True) ->
     if secondary_rank():
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    mine = json.dumps(dict(zip(("pid", "host", "job"), _my_claim())))
-    try:
-        with open(run_dir / CLAIM, "x", encoding="utf-8") as handle:  # "x": O_CREAT | O_EXCL, atomic
-            handle.write(mine)
-    except FileExistsError:
-        owner, live = _claim_owner(run_dir)  # again: another run may have claimed it since we looked
-        if owner and (live or not overwrite):
-            raise RunDirTaken(run_dir, f"is {owner}", "choose another hydra.run.dir") from None
-        (run_dir / CLAIM).write_text(mine, encoding="utf-8")  # ours already, or its owner is gone
+    _write_claim(run_dir, overwrite)
     if old:
         log.warning("overwrite=true: replacing the run in %s", run_dir)
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
+def _write_claim(run_dir: Path, overwrite: bool) -> None:
+    """Create the claim file with its content in one step, or raise RunDirTaken if another live run holds it.
+
+    The claim is written to a file of its own first and then hard-linked to its name: link(2) fails when the name
+    exists, so the claim appears whole or not at all. (Created empty with O_EXCL and written after, a second run
+    reading it in between saw an unreadable claim, took it for a dead one, and both ran in one directory.) A stale
+    claim, whose process is gone, is replaced with rename(2), then read back: of two runs replacing one stale claim
+    at the same moment the one whose claim is not there refuses."""
+    import json
+
+    mine = _my_claim()
+    staged = run_dir / f"{CLAIM}.{mine[1]}.{mine[0]}"
+    staged.write_text(json.dumps(dict(zip(("pid", "host", "job"), mine))), encoding="utf-8")
+    try:
+        try:
+            os.link(staged, run_dir / CLAIM)
+            return
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: rename is atomic but does not refuse an existing name
+            if not (run_dir / CLAIM).exists():
+                os.replace(staged, run_dir / CLAIM)
+                return
+        owner, live = _claim_owner(run_dir)  # another run claimed it since we looked, or its owner is gone
+        if owner and (live or not overwrite):
+            raise RunDirTaken(run_dir, f"is {owner}", "choose another hydra.run.dir")
+        os.replace(staged, run_dir / CLAIM)  # ours already, or its owner is gone
+        if _read_claim(run_dir) != mine:
+            owner, _ = _claim_owner(run_dir)
+            raise RunDirTaken(run_dir, f"is {owner or 'claimed by another run'}", "choose another hydra.run.dir")
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def release_run_dir(run_dir: Path) -> None:

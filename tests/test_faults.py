@@ -88,6 +88,43 @@ def test_two_runs_started_in_the_same_second_keep_both_results(tmp_path) -> None
     assert sum("this run writes to outputs/" in output and "-1 instead" in output for output in outputs) == 1
 
 
+def _claim_in_a_process(run_dir: str, start, done, results) -> None:
+    """One contender of the race below: claim when the barrier falls, then hold the claim (stay alive) until all
+    have tried, as a run would."""
+    from ptrain.train import RunDirTaken, claim_run_dir
+
+    start.wait()
+    try:
+        claim_run_dir(Path(run_dir))
+        results.put("claimed")
+    except RunDirTaken as taken:
+        results.put(f"refused: {taken}")
+    done.wait()
+
+
+def test_of_many_processes_claiming_one_directory_at_once_exactly_one_gets_it(tmp_path) -> None:
+    """The race CI once lost (two runs both in one directory): a claim created empty and written after was read
+    in between as no claim. Six real processes (forked: only file operations run in them) released at once by a
+    barrier, twenty rounds."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    contenders, results = 6, context.Queue()
+    start, done = context.Barrier(contenders), context.Barrier(contenders)
+    for round_ in range(20):
+        run_dir = tmp_path / f"round-{round_}"
+        processes = [context.Process(target=_claim_in_a_process, args=(str(run_dir), start, done, results))
+                     for _ in range(contenders)]
+        for process in processes:
+            process.start()
+        outcomes = sorted(results.get(timeout=60) for _ in processes)
+        for process in processes:
+            process.join(timeout=60)
+        assert outcomes.count("claimed") == 1, (round_, outcomes)
+        assert all("is in use by a running process" in outcome for outcome in outcomes if outcome != "claimed")
+        assert sorted(path.name for path in run_dir.iterdir()) == [".ptrain-claim"]  # no staged claim left
+
+
 def test_a_refused_run_leaves_the_finished_runs_files_as_they_were(finished, tmp_path) -> None:
     """Hydra writes .hydra/ and train.log before the task function runs; the refusal comes before that."""
     run_dir = tmp_path / "finished"
