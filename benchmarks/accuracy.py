@@ -9,9 +9,9 @@ benchmarks/README.md.
     python benchmarks/accuracy.py --model smollm2-135m --tasks sst2_verbalizer --methods zeroshot,prompt,ptv2
 
 Each run is a plain `python train.py model=minilm task=... method=... seed=...` subprocess (`--model` picks
-another conf/model entry; the `zeroshot` rows run `benchmarks/zero_shot.py` with the same overrides) (the real entry
-point, nothing benchmark-specific), writing `results.json` under `--out/<task>/<method>/s<seed>`; finished runs
-are skipped, so an interrupted grid resumes. The table (mean ± sample std over seeds, in points; trainable
+another ptrain/conf/model entry; the `zeroshot` rows run `benchmarks/zero_shot.py` with the same overrides)
+(the real entry point, nothing benchmark-specific), writing `results.json` under `--out/<task>/<method>/s<seed>`;
+finished runs are skipped, so an interrupted grid resumes. The table (mean ± sample std over seeds, in points; trainable
 parameters and their share beside each score; the gap to fine-tuning) is written to `--out/accuracy.md` and,
 with `--readme`, into the `accuracy` section of benchmarks/README.md together with the exact commands.
 """
@@ -74,7 +74,7 @@ DEFAULT_TASKS = ("conll03", "rte", "boolq", "cb")
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A row: a conf/method entry with overrides (learning rates are the method configs' own defaults)."""
+    """A row: a ptrain/conf/method entry with overrides (learning rates are the method configs' own defaults)."""
 
     method: str
     overrides: tuple[str, ...] = field(default_factory=tuple)
@@ -143,7 +143,7 @@ def split_tokens(task_name: str, args: argparse.Namespace) -> dict[str, int]:
     if args.max_train_examples:
         overrides.append(f"task.max_train_examples={args.max_train_examples}")
     overrides += [o for o in args.per_task.get(task_name, []) if o.startswith("task.")]  # subsample, max_length
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "ptrain" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     task = instantiate(cfg.task, _convert_="all")
     tokenizer = AutoTokenizer.from_pretrained(resolve_path("bundled:minilm"))
@@ -218,7 +218,7 @@ def majority(task: str, args: argparse.Namespace) -> float | None:
 
     # the runs' own task overrides (--per-task, --set included), so the split counted is the one they score
     overrides = [f"task={task}", *task_overrides(task, args, "task."), "run_dir=/tmp"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "ptrain" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     rows = instantiate(cfg.task, _convert_="all").examples("validation") or []
     counts = Counter(str(row["label"]) for row in rows)
@@ -231,7 +231,7 @@ def _n_examples(task: str, args: argparse.Namespace) -> int:
 
     # the runs' own task overrides (--per-task, --set included), so the split counted is the one they score
     overrides = [f"task={task}", *task_overrides(task, args, "task."), "run_dir=/tmp"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "ptrain" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     return len(instantiate(cfg.task, _convert_="all").examples("train") or [])
 
@@ -340,7 +340,7 @@ def write_outputs(cells: list[dict[str, Any]], commands: list[str], invocation: 
 # ---- driver -------------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="minilm", help="conf/model entry every run uses (default minilm)")
+    p.add_argument("--model", default="minilm", help="ptrain/conf/model entry every run uses (default minilm)")
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma list of " + ", ".join(TASKS)
                    + f" (default {','.join(DEFAULT_TASKS)})")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma list of " + ", ".join(METHODS))

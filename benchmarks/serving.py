@@ -135,7 +135,7 @@ def build_artifacts(model: str, out: Path, specs: Sequence[Spec] = SPECS) -> lis
             write_superglue(family, data / family)
     backbone = tokenizer = identity = None
     paths = []
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "ptrain" / "conf"), version_base="1.3"):
         configs = [compose("train", overrides=_overrides(model, spec, out, data)) for spec in specs]
     for index, (spec, cfg) in enumerate(zip(specs, configs)):
         container = OmegaConf.to_container(cfg, resolve=True)
@@ -541,7 +541,7 @@ def measure(st: Setup, args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="minilm", help="a conf/model name (minilm, tiny_bert, ...)")
+    parser.add_argument("--model", default="minilm", help="a ptrain/conf/model name (minilm, tiny_bert, ...)")
     parser.add_argument("--requests", type=int, default=512, help="requests in the stream (a multiple of 8 keeps "
                         "the tasks balanced)")
     parser.add_argument("--batch", type=int, default=32, help="batch size B")

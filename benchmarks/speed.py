@@ -6,7 +6,7 @@ and HF PEFT, plus the end-to-end cost of `python train.py`.
     python benchmarks/speed.py --model minilm --e2e --readme  # + end-to-end timings, README sections rewritten
 
 How it measures (see benchmarks/README.md for the reasoning):
-- Every variant is built on the same backbone weights (`load_backbone` of the same `conf/model` entry, or a
+- Every variant is built on the same backbone weights (`load_backbone` of the same `ptrain/conf/model` entry, or a
   seeded config) and trained on the same synthetic batch (fixed length, no padding, so all do the same work).
 - A step is what training does: forward, loss, backward, AdamW over the trainable parameters only (fused when
   every trainable parameter is on one CUDA or CPU device, as in `PromptTuningModule`), zero_grad. ptrain
@@ -69,7 +69,7 @@ class Variant:
 
     name: str
     label: str
-    method: str | None = None  # conf/method/<method>.yaml for ptrain variants
+    method: str | None = None  # ptrain/conf/method/<method>.yaml for ptrain variants
     overrides: dict[str, Any] = field(default_factory=dict)
     peft: str | None = None  # "prefix" | "prompt" for the HF PEFT peers
     peer: str | None = None  # the PEFT variant doing the same work, for the throughput ratio
@@ -113,24 +113,25 @@ ALL_VARIANTS = {v.name: v for v in (*VARIANTS, *EXTRA_VARIANTS)}
 
 # ---- building -----------------------------------------------------------------------------------------------
 def model_config(name: str) -> dict[str, Any]:
-    """A `conf/model/<name>.yaml` entry, or one of CONFIG_MODELS (random weights, no download)."""
+    """A `ptrain/conf/model/<name>.yaml` entry, or one of CONFIG_MODELS (random weights, no download)."""
     if name in CONFIG_MODELS:
         return {"name": name, "pretrained": None, "tokenizer": "bundled:minilm", "init_seed": 0,
                 "attn_implementation": "sdpa", "dtype": None, "config": dict(CONFIG_MODELS[name])}
-    path = ROOT / "conf" / "model" / f"{name}.yaml"
+    path = ROOT / "ptrain" / "conf" / "model" / f"{name}.yaml"
     if not path.exists():
-        known = sorted([p.stem for p in (ROOT / "conf" / "model").glob("*.yaml")] + list(CONFIG_MODELS))
-        raise SystemExit(f"--model {name}: no conf/model/{name}.yaml; choose one of {', '.join(known)}")
+        known = sorted([p.stem for p in (ROOT / "ptrain" / "conf" / "model").glob("*.yaml")] + list(CONFIG_MODELS))
+        raise SystemExit(f"--model {name}: no ptrain/conf/model/{name}.yaml; choose one of {', '.join(known)}")
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 
 
 def method_config(variant: Variant, length: int | None, num_layers: int) -> dict[str, Any]:
-    """The method's own defaults from conf/method, then the variant's overrides (and `--length`)."""
+    """The method's own defaults from ptrain/conf/method, then the variant's overrides (and `--length`)."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "method" / f"{variant.method}.yaml"), resolve=True)
+    path = ROOT / "ptrain" / "conf" / "method" / f"{variant.method}.yaml"
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     cfg.update(variant.overrides)
     if length is not None and "length" in cfg:
         cfg["length"] = length
@@ -578,7 +579,7 @@ def render(results: dict[str, Any]) -> str:
     n = c["num_layers"]
     lines = [
         f"**{c['model']}** on {c['device_name']} ({c['threads']} threads) · batch {c['batch']} × {c['seq']} tokens "
-        f"(no padding) · {c['dtype']} · P = {c['length']} virtual tokens (the conf/method defaults) · "
+        f"(no padding) · {c['dtype']} · P = {c['length']} virtual tokens (the ptrain/conf/method defaults) · "
         f"{c['repeats']} interleaved rounds × {c['steps']} steps after {c['warmup']} warm-up · medians; ratios "
         "are medians of per-round ratios · "
         f"torch {c['torch']}, transformers {c['transformers']}, peft {c['peft']} · {c['date']}"
@@ -641,13 +642,13 @@ def render(results: dict[str, Any]) -> str:
 # ---- driver -------------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default=None, help="conf/model name or one of: " + ", ".join(CONFIG_MODELS)
+    p.add_argument("--model", default=None, help="ptrain/conf/model name or one of: " + ", ".join(CONFIG_MODELS)
                    + " (default: minilm on CPU, roberta-large-config on a GPU)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (cuda when available)")
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 (autocast; default: bfloat16 on GPU)")
     p.add_argument("--batch", type=int, default=None, help="default 8 on CPU, 32 on GPU")
     p.add_argument("--seq", type=int, default=None, help="real tokens per example; default 128 on CPU, 256 on GPU")
-    p.add_argument("--length", type=int, default=None, help="virtual tokens P (default: conf/method, 16)")
+    p.add_argument("--length", type=int, default=None, help="virtual tokens P (default: ptrain/conf/method, 16)")
     p.add_argument("--head", default="token", choices=("token", "sequence"), help="task head (token = NER-like)")
     p.add_argument("--num-labels", type=int, default=9)
     p.add_argument("--steps", type=int, default=None, help="timed steps per variant per round (1 CPU, 10 GPU)")

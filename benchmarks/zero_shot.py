@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 
 
 def compose(overrides: Sequence[str]) -> Any:
-    """conf/train.yaml with train.py-style overrides; `hydra.run.dir=DIR` becomes the run directory."""
+    """ptrain/conf/train.yaml with train.py-style overrides; `hydra.run.dir=DIR` becomes the run directory."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -36,7 +36,7 @@ def compose(overrides: Sequence[str]) -> Any:
     if run_dir is None:
         raise SystemExit("zero_shot.py: give hydra.run.dir=DIR (where results.json goes)")
     kept = [o for o in overrides if not o.startswith(("hydra.", "method=", "method."))]  # nothing trains here
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "ptrain" / "conf"), version_base="1.3"):
         return hydra_compose("train", overrides=[*kept, "method=head", f"run_dir={run_dir}"])
 
 

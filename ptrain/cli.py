@@ -7,6 +7,7 @@ import sys
 USAGE = """usage: ptrain <command> [args]
 
 commands:
+  train [key=value ...]                 a training run (Hydra: the configs in ptrain/conf; --help lists groups)
   report DIR [--metric M] [--out OUT]   collect results.json files under DIR into tables and a plot
   export RUN_DIR [--out DIR] [--format ptrain|peft] [--checkpoint best|last|PATH]
                                         a trained prompt as an artifact (prompt.safetensors + prompt.json)
@@ -17,7 +18,7 @@ commands:
                                         an HTTP JSON service: the artifacts on one backbone, batched together
   synth-ner DIR                         write the generated NER data set (CoNLL format) into DIR
 
-Training: python train.py [key=value ...]   (see README.md and conf/train.yaml)
+In a clone, `python train.py [key=value ...]` is `ptrain train` (see README.md and ptrain/conf/train.yaml).
 """
 
 
@@ -27,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     command, rest = args[0], args[1:]
+    if command == "train":
+        from ptrain.train import main_with_args
+
+        main_with_args(rest)
+        return 0
     if command == "report":
         from ptrain.report import main as report_main
 
@@ -93,7 +99,7 @@ def _import_peft(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="ptrain import-peft", description="a PEFT adapter as a ptrain artifact")
     parser.add_argument("peft_dir", help="a PEFT adapter directory (adapter_config.json, adapter_model.safetensors)")
     parser.add_argument("--out", required=True, help="artifact directory to write")
-    parser.add_argument("--model", help="the backbone as a ptrain model config: a name in conf/model (minilm, "
+    parser.add_argument("--model", help="the backbone as a ptrain model config: a name in ptrain/conf/model (minilm, "
                                         "tiny_bert, ...) or a YAML file (default: the adapter's base model)")
     args = parser.parse_args(argv)
     try:
@@ -114,9 +120,9 @@ def _model_config(name: str) -> dict:
 
     path = Path(name)
     if not path.is_file():
-        path = Path(__file__).resolve().parents[1] / "conf" / "model" / f"{name}.yaml"
+        path = Path(__file__).resolve().parent / "conf" / "model" / f"{name}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"--model {name}: neither a YAML file nor a config in conf/model")
+        raise FileNotFoundError(f"--model {name}: neither a YAML file nor a config in ptrain/conf/model")
     return yaml.safe_load(path.read_text())
 
 

@@ -9,7 +9,7 @@ from ptrain.backbones.base import Backbone
 from ptrain.prompts import DeepPrefix, PromptEncoder, PromptModule, SoftPrompt
 
 METHODS = ("finetune", "head", "prompt", "ptv1", "ptv2")
-#: every key some method reads (conf/method/*.yaml). A grid may set a key only some of its methods read (an
+#: every key some method reads (ptrain/conf/method/*.yaml). A grid may set a key only some of its methods read (an
 #: experiment sets `length` for finetune too), but a key no method reads is a typo (`+method.lenght=4`).
 METHOD_KEYS = frozenset({
     "name", "lr", "backbone_dropout", "init_from",  # all

@@ -16,7 +16,7 @@ from ptrain.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
-#: the keys `configure_optimizers` reads (conf/train.yaml `optim`)
+#: the keys `configure_optimizers` reads (ptrain/conf/train.yaml `optim`)
 OPTIM_KEYS = frozenset({"lr", "weight_decay", "schedule", "gamma", "warmup_ratio", "fused"})
 #: the numeric ones and the values they may take: (key, lowest, highest, whether the lowest is allowed)
 OPTIM_RANGES = (("lr", 0.0, float("inf"), False), ("weight_decay", 0.0, float("inf"), True),

@@ -266,11 +266,12 @@ def _runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def default_paper_path() -> Path | None:
-    """Where the bundled paper numbers live: $PTRAIN_PAPER_NUMBERS, else experiments/ in the repo."""
+    """Where the bundled paper numbers live: $PTRAIN_PAPER_NUMBERS, else the package's experiment configs
+    (ptrain/conf/experiment, experiments/ in a clone)."""
     env = os.environ.get(PAPER_ENV)
     if env:
         return Path(env)
-    candidate = Path(__file__).resolve().parent.parent / "experiments" / "paper_numbers.csv"
+    candidate = Path(__file__).resolve().parent / "conf" / "experiment" / "paper_numbers.csv"
     return candidate if candidate.is_file() else None
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -434,11 +435,12 @@ def _my_claim() -> tuple[int, str, str | None]:
 
 
 class ClaimRunDir(Callback):
-    """Hydra callback (conf/train.yaml `hydra.callbacks`): checks and claims the run directory of `python train.py`
-    before Hydra writes `.hydra/` and `train.log` into it, so a refused run leaves a finished run's directory as it
-    was. A time-stamped directory (`${now:...}` in `hydra.run.dir`, as by default) that another run took in the same
-    second is not refused: this run takes the first free sibling (`<dir>-1`, `-2`, ...) and says so. Multiruns and
-    in-process `ptrain.train.run` calls are checked by `run` itself (after Hydra's writes, for a multirun job)."""
+    """Hydra callback (ptrain/conf/train.yaml `hydra.callbacks`): checks and claims the run directory of
+    `ptrain train` before Hydra writes `.hydra/` and `train.log` into it, so a refused run leaves a finished run's
+    directory as it was. A time-stamped directory (`${now:...}` in `hydra.run.dir`, as by default) that another run
+    took in the same second is not refused: this run takes the first free sibling (`<dir>-1`, `-2`, ...) and says
+    so. Multiruns and in-process `ptrain.train.run` calls are checked by `run` itself (after Hydra's writes, for a
+    multirun job)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Hydra turns a callback's exceptions into warnings and goes on, so a refusal leaves as SystemExit (status 1,
@@ -492,3 +494,27 @@ def print_results(results: dict[str, Any]) -> None:
         table.add_row("selection", "none: the last weights")
     table.add_row("wall time", f"{results['wall_s']:.1f} s")
     Console().print(table)
+
+
+
+#: the packaged configs (ptrain/conf); `hydra.searchpath` or `--config-dir` adds a directory of one's own
+CONFIG_PATH = "pkg://ptrain.conf"
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """`python train.py [overrides]` in a clone and `ptrain train [overrides]` anywhere ptrain is installed (see
+    `main_with_args`). Returns the dev score of the main metric, for Hydra sweepers that optimise it."""
+    results = train(cfg)
+    return results["metrics"].get(f"val/{results['main_metric']}")
+
+
+def main_with_args(argv: list[str]) -> None:
+    """`ptrain train ARGS`: Hydra's main on ARGS rather than on sys.argv[1:], which stays `train ARGS`, because
+    Lightning's DDP starts each further rank by rerunning sys.argv (hydra's `_run_hydra` is what `hydra.main` calls
+    once it has parsed sys.argv; hydra-core is pinned to 1.3)."""
+    from hydra._internal.utils import _run_hydra, get_args_parser
+
+    parser = get_args_parser()
+    _run_hydra(args=parser.parse_args(argv), args_parser=parser, task_function=main.__wrapped__,
+               config_path=CONFIG_PATH, config_name="train")

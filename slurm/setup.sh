@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Environment for ptrain jobs on a SLURM cluster; sourced by conf/hydra/launcher/slurm.yaml (setup:)
+# Environment for ptrain jobs on a SLURM cluster; sourced by ptrain/conf/hydra/launcher/slurm.yaml (setup:)
 # inside each sbatch script, before srun starts the training processes.
 # Everything is driven by variables so the file works unchanged on any cluster: export them in your
 # shell before launching (sbatch passes the submitting environment on), or edit the defaults below.

@@ -13,7 +13,7 @@ import hydra
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "ptrain" / "conf"
 
 
 class SignalOneRank(Callback):

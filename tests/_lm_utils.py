@@ -15,7 +15,7 @@ import yaml
 
 from ptrain.backbones import load_backbone
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
+CONF = Path(__file__).resolve().parents[1] / "ptrain" / "conf" / "model"
 DECODERS = ["tiny_gpt2", "tiny_llama", "tiny_qwen"]
 SHARP = {"tiny_gpt2": {"initializer_range": 0.3}, "tiny_llama": {"initializer_range": 0.3},
          "tiny_qwen": {"initializer_range": 0.3}, "tiny_t5": {"initializer_factor": 3.0}}

@@ -1,4 +1,4 @@
-"""Compose the real conf/ tree the way `python train.py ...` does, for in-process runs."""
+"""Compose the real ptrain/conf/ tree the way `python train.py ...` does, for in-process runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "ptrain" / "conf"
 
 FAST = [
     "model=tiny_bert", "task=synthetic_ner", "task.n_train=96", "task.n_dev=32", "task.n_test=32",

@@ -69,8 +69,8 @@ def test_dropout_is_seeded_and_off_in_eval() -> None:
 
 
 def _backbone(impl: str | None) -> nn.Module:
-    """conf/model/tiny_bert.yaml (2 random layers) with the given dropout_impl (None: key absent)."""
-    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "tiny_bert.yaml"), resolve=True)
+    """ptrain/conf/model/tiny_bert.yaml (2 random layers) with the given dropout_impl (None: key absent)."""
+    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "ptrain" / "conf" / "model" / "tiny_bert.yaml"), resolve=True)
     cfg.pop("dropout_impl")
     if impl is not None:
         cfg["dropout_impl"] = impl
@@ -173,7 +173,8 @@ def test_gradient_checkpointing_replays_the_same_masks() -> None:
     must be the ones of the forward pass, or gradients would be wrong."""
 
     def run(checkpointing: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "tiny_bert.yaml"), resolve=True)
+        path = REPO / "ptrain" / "conf" / "model" / "tiny_bert.yaml"
+        cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
         cfg["gradient_checkpointing"] = checkpointing
         model = load_backbone(cfg)[0].model.train()
         ids = torch.randint(5, 90, (2, 9), generator=torch.Generator().manual_seed(0))

@@ -34,7 +34,7 @@ from ptrain.prompts import DeepPrefix, PromptEncoder, PromptModule, SoftPrompt  
 P = 4
 
 
-#: conftest has no decoder; this is conf/model/tiny_gpt2.yaml at the width of the others (right padding: see below)
+#: conftest has no decoder; this is ptrain/conf/model/tiny_gpt2.yaml at the others' width (right padding: see below)
 TINY_GPT2 = {"tokenizer": "bundled:minilm", "init_seed": 0, "attn_implementation": "sdpa",
              "config": dict(model_type="gpt2", vocab_size=30522, n_embd=32, n_layer=3, n_head=4, n_positions=96,
                             bos_token_id=101, eos_token_id=102, pad_token_id=0)}
@@ -144,7 +144,7 @@ def test_round_trip_keeps_load_model(tmp_path: Path) -> None:
     ours, tokenizer = load_backbone(_cfg("tiny_bert"))
     method = {"name": "ptv2", "length": P, "reparam": "mlp", "layers": None, "shift_positions": True}
     original = _artifact(tmp_path / "a", method, _make_module(method, ours), ours, tokenizer, _cfg("tiny_bert"))
-    task_cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf" / "task" / "sst2.yaml"))
+    task_cfg = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "ptrain/conf/task/sst2.yaml"))
     meta = {**original.meta, "task": {**original.meta["task"], "name": "sst2", "config": task_cfg}}
     original = read_artifact(write_artifact(tmp_path / "a", original.tensors, meta))
     back = read_artifact(import_peft(export_peft(original, tmp_path / "peft"), tmp_path / "back"))  # carried model

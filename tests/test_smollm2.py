@@ -43,7 +43,7 @@ def model_dir():
 
 @pytest.fixture(scope="module")
 def smol(model_dir):
-    """ptrain's backbone with its LM head, through the bundled name (conf/model/smollm2-135m.yaml's)."""
+    """ptrain's backbone with its LM head, through the bundled name (ptrain/conf/model/smollm2-135m.yaml's)."""
     from ptrain.backbones import load_backbone
 
     backbone, tokenizer = load_backbone({"pretrained": "bundled:smollm2-135m", "lm_head": True})
