@@ -12,6 +12,10 @@ import torch
 from torch.nn import functional as F
 
 SPLITS = ("train", "validation", "test")
+#: `task.hub` keys passed to `datasets.load_dataset` as keywords when set (path and name go by position)
+HUB_OPTIONS = ("revision", "data_dir", "data_files")
+#: what `load_dataset` raises for a missing repo, config, file, script or network; re-raised naming the call
+HUB_ERRORS = (ConnectionError, FileNotFoundError, RuntimeError, ValueError)
 
 
 class Task:
@@ -116,17 +120,32 @@ class Task:
         return [validation[i] for i in sorted(i for key in chosen for i in groups[key])]
 
     def load_hub(self, split: str) -> list[dict] | None:
-        """Rows of a hub split via `datasets.load_dataset` (needs network or a populated HF cache)."""
+        """Rows of a hub split: `datasets.load_dataset(task.hub.path, task.hub.name, split=..., revision=...,
+        data_dir=..., data_files=...)`, passing only the keys that are set (a local directory laid out like a hub
+        repository takes the same call). None when the data set has no such split. Needs network or the HF cache.
+
+        `datasets` 4 and later refuse loading scripts, and some official repos (conll2003, e2e_nlg) are still
+        scripts on `main`: their configs point at the hub's parquet export instead (`revision:
+        refs/convert/parquet`, `data_dir: <config>`). Errors name the call, so the key to change is in sight."""
         import datasets
 
-        split_name = self.hub.get("splits", {}).get(split, split)
+        hub = self.hub or {}
+        split_name = (hub.get("splits") or {}).get(split, split)
+        options = {key: hub[key] for key in HUB_OPTIONS if hub.get(key) is not None}
+        call = ", ".join([repr(hub.get("path")), repr(hub.get("name")), f"split={split_name!r}",
+                          *(f"{key}={value!r}" for key, value in options.items())])
         try:
-            data = datasets.load_dataset(self.hub["path"], self.hub.get("name"), split=split_name)
-        except ValueError as error:  # unknown split
-            if "split" in str(error).lower():
+            data = datasets.load_dataset(hub["path"], hub.get("name"), split=split_name, **options)
+        except HUB_ERRORS as error:
+            if isinstance(error, ValueError) and str(error).startswith(f'Unknown split "{split_name}"'):
                 return None
-            raise
+            hint = (": point task.hub at a parquet copy (for a script repo, task.hub.revision=refs/convert/parquet "
+                    "task.hub.data_dir=<config>) or set task.data_dir to local files"
+                    if "scripts are no longer supported" in str(error) else "")
+            kind = next(k for k in HUB_ERRORS if isinstance(error, k))  # the builtin base: its message is ours
+            raise kind(f"task {self.name}: datasets.load_dataset({call}) failed: {error}{hint}") from error
         self._hub_features = data.features
+        self._hub_call = f"datasets.load_dataset({call})"
         return [dict(row) for row in data]
 
     def encode(self, examples: list[dict], tokenizer: Any) -> list[dict]:

@@ -83,7 +83,11 @@ class ClassificationTask(Task):
                 if isinstance(value, int) and value < 0:
                     row[self.label_field] = None  # hub test splits mark missing labels as -1
                 elif isinstance(value, int):
-                    row[self.label_field] = names[value] if use_names else self.labels[value]
+                    known = names if use_names else self.labels
+                    if value >= len(known):
+                        raise ValueError(f"task {self.name}: {self._hub_call} has {self.label_field} id {value}, "
+                                         f"outside the {len(known)} labels {list(known)}")
+                    row[self.label_field] = known[value]
             return rows
         path = self.split_file(split)
         if path is None:

@@ -73,12 +73,33 @@ class NERTask(Task):
         return state
 
     def _read_hub(self, split: str) -> list[dict] | None:
+        """Hub rows -> `{"tokens", "tags"}`. Tag ids are named by the hub's ClassLabel when the copy carries one,
+        else by `task.labels` in order: a parquet file written without the `datasets` schema (pandas, another
+        tool) keeps only the ids, and conll2003's id order is the order `conll03.yaml` lists."""
         rows = self.load_hub(split)
         if rows is None:
             return None
-        names = self._hub_features[self.hub.get("tags_field", "ner_tags")].feature.names
-        return [{"tokens": r[self.hub.get("tokens_field", "tokens")],
-                 "tags": [names[t] for t in r[self.hub.get("tags_field", "ner_tags")]]} for r in rows]
+        tokens_field = self.hub.get("tokens_field", "tokens")
+        tags_field = self.hub.get("tags_field", "ner_tags")
+        feature = self._hub_features.get(tags_field)
+        names = getattr(getattr(feature, "feature", None), "names", None) or self._labels
+        if names is None:
+            raise ValueError(f"task {self.name}: {self._hub_call} gives {tags_field} as ids without names; "
+                             "list the label names in id order in task.labels")
+        out = []
+        for number, row in enumerate(rows, start=1):
+            ids = row[tags_field]
+            bad = [t for t in ids if not isinstance(t, str) and not 0 <= t < len(names)]
+            if bad:
+                raise ValueError(f"task {self.name}: {self._hub_call} row {number} has {tags_field} id {bad[0]}, "
+                                 f"outside the {len(names)} label names {list(names)}")
+            tags = [t if isinstance(t, str) else names[t] for t in ids]  # some copies store the names themselves
+            out.append({"tokens": list(row[tokens_field]), "tags": tags})
+        unknown = sorted({tag for row in out for tag in row["tags"]} - set(self._labels or names))
+        if unknown:
+            raise ValueError(f"task {self.name}: {self._hub_call} has tag(s) {unknown} that task.labels does not "
+                             f"list ({', '.join(self._labels or [])})")
+        return out
 
     def encode(self, examples: list[dict], tokenizer: Any) -> list[dict]:
         index = {label: i for i, label in enumerate(self.labels)}
