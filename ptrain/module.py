@@ -17,7 +17,10 @@ from ptrain.tasks.base import Task
 log = logging.getLogger(__name__)
 
 #: the keys `configure_optimizers` reads (ptrain/conf/train.yaml `optim`)
-OPTIM_KEYS = frozenset({"lr", "weight_decay", "schedule", "gamma", "warmup_ratio", "fused"})
+OPTIM_KEYS = frozenset({"optimizer", "lr", "weight_decay", "schedule", "gamma", "warmup_ratio", "fused", "scheduler",
+                        "scheduler_interval"})
+#: the optimiser when the config names none (configs before ptrain/conf/optim, programmatic use)
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True}
 #: the numeric ones and the values they may take: (key, lowest, highest, whether the lowest is allowed)
 OPTIM_RANGES = (("lr", 0.0, float("inf"), False), ("weight_decay", 0.0, float("inf"), True),
                 ("gamma", 0.0, 1.0, False), ("warmup_ratio", 0.0, 1.0, True))
@@ -147,13 +150,9 @@ class PromptTuningModule(L.LightningModule):
         if not params:  # e.g. method=head with a task scored by the frozen LM head, which has no weights of its own
             raise ValueError(f"nothing would train: the model has no trainable weights for task {self.task.name} "
                              f"(head kind {self.task.head_kind!r}); use method prompt, ptv1, ptv2 or finetune")
-        # one fused kernel per step instead of a loop of small ops: for fine-tuning on a CPU the optimizer step
-        # drops from ~150 to ~30 ms (MiniLM, benchmarks/speed.py); torch has fused AdamW for CUDA and CPU
-        devices = {p.device.type for p in params}
-        fused = bool(self.optim.get("fused", True)) and len(devices) == 1 and devices <= {"cuda", "cpu"}
-        optimizer = torch.optim.AdamW(params, lr=float(self.optim["lr"]),
-                                      weight_decay=float(self.optim.get("weight_decay", 0.0)),
-                                      fused=fused or None)
+        optimizer = self._optimizer(params)
+        if self.optim.get("scheduler"):
+            return self._custom_scheduler(optimizer)
         schedule = self.optim.get("schedule", "linear")
         if schedule == "constant":
             return optimizer
@@ -172,6 +171,43 @@ class PromptTuningModule(L.LightningModule):
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         raise ValueError(f"optim.schedule must be linear, exponential or constant; got {schedule!r}")
+
+    def _optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        """`optim.optimizer` (a `_target_` config, `_partial_`) called with the trainable weights, `optim.lr` and
+        `optim.weight_decay` (the keys grids sweep), and `fused` where the class takes it: one fused kernel per step
+        instead of a loop of small ops cuts a CPU fine-tuning step's optimiser time from ~150 to ~30 ms (MiniLM,
+        benchmarks/speed.py); torch fuses AdamW and Adam on CUDA and CPU."""
+        import inspect
+
+        from hydra.utils import instantiate
+
+        spec = dict(self.optim.get("optimizer") or DEFAULT_OPTIMIZER)
+        factory = instantiate({**spec, "_partial_": True})
+        kwargs: dict[str, Any] = {"lr": float(self.optim["lr"]),
+                                  "weight_decay": float(self.optim.get("weight_decay", 0.0))}
+        devices = {p.device.type for p in params}
+        if "fused" in inspect.signature(factory.func).parameters and "fused" not in spec:
+            fused = bool(self.optim.get("fused", True)) and len(devices) == 1 and devices <= {"cuda", "cpu"}
+            kwargs["fused"] = fused or None
+        try:
+            return factory(params, **kwargs)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"optim.optimizer {spec.get('_target_')}: {error}") from None
+
+    def _custom_scheduler(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """`optim.scheduler` (a `_target_` config, `_partial_`) called with the optimiser; a `T_max` left null is the
+        run's number of optimiser steps (cosine decay over the whole run)."""
+        from hydra.utils import instantiate
+
+        spec = dict(self.optim["scheduler"])
+        interval = self.optim.get("scheduler_interval", "step")
+        if interval not in ("step", "epoch"):
+            raise ValueError(f"optim.scheduler_interval must be step or epoch; got {interval!r}")
+        if "T_max" in spec and spec["T_max"] is None:
+            spec["T_max"] = max(1, int(self.trainer.estimated_stepping_batches if interval == "step"
+                                       else self.trainer.max_epochs))
+        scheduler = instantiate({**spec, "_partial_": True})(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def _trainable_keys(self) -> set[str]:

@@ -178,11 +178,16 @@ def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any,
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
+    from ptrain.callbacks import build_callbacks
     from ptrain.data import TaskDataModule
     from ptrain.loggers import make_logger
+    from ptrain.logs import tidy_library_logs
     from ptrain.module import PromptTuningModule
+    from ptrain.progress import ProgressLog
     from ptrain.results import write_json_atomic
 
+    tidy_library_logs()
+    log.info("run directory: %s", run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task, model, tokenizer = build(cfg)
     resume.fingerprint = run_fingerprint(cfg, task)
@@ -217,7 +222,9 @@ def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any,
     if SLURMEnvironment.detect():  # ExactResume handles the requeue signal instead of Lightning's handler
         plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = L.Trainer(**trainer_cfg, logger=logger or False,
-                        callbacks=[checkpoints, latest, resume, *(callbacks or [])],
+                        callbacks=[checkpoints, latest, resume, ProgressLog(float(cfg.get("progress_every_s", 30))),
+                                   *build_callbacks(OmegaConf.to_container(cfg.get("callbacks", {}), resolve=True)),
+                                   *(callbacks or [])],
                         default_root_dir=str(run_dir), plugins=plugins)
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     if trainer.is_global_zero:  # every rank has loaded its checkpoint by now
@@ -258,6 +265,7 @@ def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any,
         else:
             logger.save()  # the Trainer has finalized its logger already: flush these last rows
     print_results(results)
+    print(f"results and checkpoints: {run_dir}")
     return results, module, trainer
 
 

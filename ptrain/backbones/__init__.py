@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -22,6 +23,8 @@ _REGISTRY_ATTENTION = {
     t for cls in (BertBackbone, RobertaBackbone, DecoderBackbone, T5Backbone) for t in cls.model_types
 }
 #: families whose HF base model has a pooler we never use (ELECTRA's has none and refuses the argument)
+#: checkpoint keys of the pooler, which ptrain leaves out (`add_pooling_layer=False`): its heads pool themselves
+POOLER_KEYS = r"(^|\.)pooler\."
 _POOLER = {t for cls in (BertBackbone, RobertaBackbone) for t in cls.model_types} - {"electra"}
 BUNDLED_MINILM = "bundled:minilm"
 PADDING_SIDES = ("right", "left")
@@ -119,7 +122,10 @@ def load_backbone(cfg: Mapping[str, Any]) -> tuple[Backbone, Any]:
         if cfg.get("dtype"):
             model = model.to(_dtype(cfg["dtype"]))
     else:
-        model = model_class.from_pretrained(pretrained, dtype=_dtype(cfg.get("dtype")), **extra)
+        unused = (POOLER_KEYS,) if extra.get("add_pooling_layer") is False else ()
+        concrete = model_class._model_mapping[type(hf_config)] if model_class is AutoModel else model_class
+        with expected_unused(concrete, unused):
+            model = model_class.from_pretrained(pretrained, dtype=_dtype(cfg.get("dtype")), **extra)
     if cfg.get("gradient_checkpointing"):
         enable_checkpointing(model)
     dropout_impl = cfg.get("dropout_impl") or "fast"
@@ -166,3 +172,24 @@ def _complete_special_tokens(tokenizer: Any) -> None:
 
 
 __all__ = ["Backbone", "adapter_for", "lm_model_types", "load_backbone", "supported_model_types"]
+
+
+@contextmanager
+def expected_unused(model_class: type, patterns: tuple[str, ...]) -> Iterator[None]:
+    """Checkpoint keys that `from_pretrained` should load without a word: transformers reports every unused key as
+    UNEXPECTED, in a table printed at each load, unless the class lists it in `_keys_to_ignore_on_load_unexpected`
+    (patterns, the attribute model authors set for this); the pooler a BERT checkpoint carries is unused on purpose.
+    The class attribute is widened for this one call and restored after."""
+    if not patterns:
+        yield
+        return
+    had = "_keys_to_ignore_on_load_unexpected" in vars(model_class)
+    old = getattr(model_class, "_keys_to_ignore_on_load_unexpected", None)
+    model_class._keys_to_ignore_on_load_unexpected = [*(old or ()), *patterns]
+    try:
+        yield
+    finally:
+        if had:
+            model_class._keys_to_ignore_on_load_unexpected = old
+        else:
+            del model_class._keys_to_ignore_on_load_unexpected
