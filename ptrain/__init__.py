@@ -5,3 +5,7 @@ a prompt module adds trainable inputs or per-layer prefixes, and `PromptedModel`
 """
 
 __version__ = "0.1.0"
+
+from ptrain import resolvers as _resolvers
+
+_resolvers.register()  # the packaged configs' ${ptrain.*:...} interpolations, wherever they are composed

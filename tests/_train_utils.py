@@ -7,6 +7,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import ptrain  # noqa: F401  (registers the resolvers ptrain/conf/train.yaml uses)
+
 CONF = Path(__file__).resolve().parents[1] / "ptrain" / "conf"
 
 FAST = [

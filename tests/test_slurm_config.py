@@ -26,6 +26,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+import ptrain  # noqa: F401  (registers the resolvers ptrain/conf/train.yaml uses)
+
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "ptrain" / "conf"
 LAUNCHERS = CONF / "hydra" / "launcher"
