@@ -23,6 +23,10 @@ from ptrain.results import write_text_atomic
 from ptrain.tasks.base import Task
 
 log = logging.getLogger(__name__)
+#: examples per call of the task's encode while tokenising a split (a progress line can come between two)
+ENCODE_CHUNK = 2000
+#: seconds between two progress lines of a long tokenisation
+PROGRESS_EVERY_S = 10.0
 
 #: a cache temporary this old is an orphan whoever wrote it (a write takes seconds; a killed one never renames)
 STALE_TMP_S = 3600
@@ -223,18 +227,48 @@ class TaskDataModule(L.LightningDataModule):
         path = cache_dir() / "tokenized" / f"{key}.json"
         if self.cache and path.exists():
             try:
-                return json.loads(path.read_text(encoding="utf-8"))
-            except (ValueError, OSError) as error:  # truncated or corrupt (a node died mid-write): tokenise again
+                cached = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(cached, dict):  # (a list: written before the unscored counts were kept; redo it)
+                    self._warn_unscored(split, *cached.get("unscored", (0, 0)))
+                    return cached["features"]
+            except (ValueError, OSError, KeyError, TypeError) as error:  # truncated or corrupt: tokenise again
                 log.warning("tokenisation cache %s is unreadable (%s: %s); rebuilding it", path,
                             type(error).__name__, error)
         examples = self.task.examples(split)
         if not examples:  # no split (None), or an empty one that `_read_splits` names; tokenizers fail on []
             return examples
-        features = self.task.encode(examples, self.tokenizer)
-        log.info("tokenised %s %s: %d features", self.task.name, split, len(features))
+        features, unscored = self._encode(examples, split)
+        self._warn_unscored(split, *unscored)
         if self.cache:
-            _write_cache(path, json.dumps(features, separators=(",", ":")))
+            _write_cache(path, json.dumps({"features": features, "unscored": unscored}, separators=(",", ":")))
         return features
+
+    def _encode(self, examples: list[dict], split: str) -> tuple[list[dict], tuple[int, int]]:
+        """The task's features for `examples`, encoded in chunks of ENCODE_CHUNK examples with a progress line
+        every PROGRESS_EVERY_S seconds (tokenising SQuAD or CoNLL-12 takes minutes); the labelled words and spans
+        the encoding could not score, summed over the chunks."""
+        from ptrain.tasks.word_labels import encoding_split
+
+        features: list[dict] = []
+        started = last = time.monotonic()
+        with encoding_split(split) as counts:
+            for start in range(0, len(examples), ENCODE_CHUNK):
+                features += self.task.encode(examples[start:start + ENCODE_CHUNK], self.tokenizer)
+                done = min(start + ENCODE_CHUNK, len(examples))
+                if done < len(examples) and time.monotonic() - last >= PROGRESS_EVERY_S:
+                    last = time.monotonic()
+                    rate = done / (last - started)
+                    log.info("tokenising %s %s: %d/%d examples, %.0f/s, about %.0f s left", self.task.name, split,
+                             done, len(examples), rate, (len(examples) - done) / rate)
+        log.info("tokenised %s %s: %d features from %d examples in %.1f s", self.task.name, split, len(features),
+                 len(examples), time.monotonic() - started)
+        return features, (counts[1], counts[2])
+
+    def _warn_unscored(self, split: str, words: int, spans: int) -> None:
+        from ptrain.tasks.word_labels import warn_unscored
+
+        warn_unscored(logging.getLogger(type(self.task).__module__), self.task.name, self.task.max_length, words,
+                      spans, split=split)
 
     def _loader(self, split: str, train: bool) -> DataLoader | None:
         features = self.features.get(split)

@@ -131,3 +131,31 @@ def test_a_checkpoint_holding_a_pickle_payload_is_refused_without_running_it(tmp
     with pytest.raises(ValueError, match=r"best-0.ckpt: not a readable ptrain checkpoint with an 'epoch'"):
         checkpoint_epoch(crafted)
     assert not marker.exists()
+
+
+def test_the_dropped_words_warning_names_its_split_and_comes_back_from_the_cache(tmp_path, cache,
+                                                                                   monkeypatch) -> None:
+    """max_length 4 ([CLS] + 2 words + [SEP]) keeps two words: train loses "Rome" and "Milan" (a B-LOC word and
+    span each), dev nothing. Encoded in chunks of one example, the warning still comes once per split, with the
+    sums, and a second run that reads the cache warns the same."""
+    import ptrain.data
+
+    data = tmp_path / "ner"
+    data.mkdir()
+    (data / "train.txt").write_text("Anna NN O B-PER\nwent NN O O\nto NN O O\nRome NN O B-LOC\n\n"
+                                    "Olga NN O B-PER\nsaw NN O O\nMilan NN O B-LOC\n")
+    (data / "dev.txt").write_text("Anna NN O B-PER\nsaw NN O O\n")
+    monkeypatch.setattr(ptrain.data, "ENCODE_CHUNK", 1)
+    messages, written = [], []
+    for _ in ("tokenise", "read the cache"):
+        with LogCapture("ptrain.tasks.token") as log:
+            module = TaskDataModule(NERTask("ner", str(data), labels=LABELS, max_length=4), _tokenizer())
+            module.setup()
+        messages.append(log.text)
+        assert len(module.features["train"]) == 2
+        written.append({path: path.stat().st_mtime_ns for path in (cache / "tokenized").glob("*-train.json")})
+    assert len(written[0]) == 1 and written[0] == written[1]  # the second run read the first one's file
+    for text in messages:
+        assert text.count("dropped") == 1, text
+        assert "task ner train split: dropped 2 labelled (non-O) words" in text and "the 2 spans" in text
+        assert "validation split" not in text  # nothing dropped there

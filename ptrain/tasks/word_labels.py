@@ -10,7 +10,9 @@ and both counts are reported so the loss is never silent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 #: a function giving the (label, start, end) spans, end inclusive, of one tag sequence
 SpanReader = Callable[[Sequence[str]], list[tuple[str, int, int]]]
@@ -46,9 +48,32 @@ def first_subword_labels(words: Sequence[int | None], tags: Sequence[str], index
     return labels, missing, cut
 
 
-def warn_unscored(log: logging.Logger, task: str, max_length: int, words: int, spans: int) -> None:
-    """One warning per encoded split, naming what was lost and why."""
+#: while ptrain.data encodes a split: [split, words, spans], the counts gathered over its chunks (`encoding_split`)
+_SPLIT: ContextVar[list | None] = ContextVar("ptrain_encoding_split", default=None)
+
+
+@contextmanager
+def encoding_split(split: str) -> Iterator[list]:
+    """Encode one split in chunks with one warning for all of them: inside, `warn_unscored` adds to the yielded
+    [split, words, spans] instead of warning, and the caller warns once (`warn_unscored(..., split=split)`) and
+    keeps the counts with the cached features, so a run that reads the cache warns as well."""
+    counts = [split, 0, 0]
+    token = _SPLIT.set(counts)
+    try:
+        yield counts
+    finally:
+        _SPLIT.reset(token)
+
+
+def warn_unscored(log: logging.Logger, task: str, max_length: int, words: int, spans: int,
+                  split: str | None = None) -> None:
+    """One warning per encoded split, naming the split (when known), what was lost and why."""
+    gathering = _SPLIT.get()
+    if gathering is not None:
+        gathering[1] += words
+        gathering[2] += spans
+        return
     if words:
-        log.warning("task %s: dropped %d labelled (non-O) words (cut at task.max_length=%d, or tokenised to "
+        log.warning("task %s%s: dropped %d labelled (non-O) words (cut at task.max_length=%d, or tokenised to "
                     "nothing); the %d spans they belong to are not scored, their kept words neither",
-                    task, words, max_length, spans)
+                    task, f" {split} split" if split else "", words, max_length, spans)
