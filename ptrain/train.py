@@ -241,11 +241,15 @@ def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any,
         selection = (f"none: no validation ran during training (trainer.max_steps={trainer_cfg.get('max_steps')}, "
                      f"trainer.max_epochs={trainer_cfg.get('max_epochs')}), so the scores are of the last weights")
         log.warning("no model selection on %s: %s", monitor, selection.removeprefix("none: "))
+    # The selected checkpoint's scores reach the experiment logger as best/* below, at the last step; logged by
+    # validate/test themselves they would be a phantom epoch past the last one in csv/metrics.csv and W&B.
+    trainer.loggers = []
     for split, run in (("val", trainer.validate), ("test", trainer.test)):
         if split == "test" and not data.has_labelled_test():
             continue
         out = run(module, datamodule=data, ckpt_path=best, verbose=False)
         metrics.update({k: float(v) for k, v in (out[0] if out else {}).items() if k.startswith(f"{split}/")})
+    trainer.loggers = [logger] if logger is not None else []
 
     results = {
         "method": cfg.method.name, "task": cfg.task.name, "model": cfg.model.name, "seed": int(cfg.seed),
@@ -259,7 +263,7 @@ def _run(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, resume: Any,
     if logger is not None:
         final = {f"best/{k}": v for k, v in metrics.items()}
         final.update({"wall_s": results["wall_s"], **({"best_epoch": best_epoch} if best_epoch is not None else {})})
-        logger.log_metrics(final)
+        logger.log_metrics(final, step=trainer.global_step)  # the run's last step, not step 0
         if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()
         else:

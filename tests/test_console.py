@@ -119,3 +119,17 @@ def test_a_cosine_schedule_from_its_config_decays_to_eta_min_over_the_run(tmp_pa
     assert len(seen) == 12 and seen[0] == pytest.approx(0.01) and seen[6] == pytest.approx(0.005)
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     assert json.loads((tmp_path / "r" / "results.json").read_text())["config"]["optim"]["scheduler"]["T_max"] is None
+
+
+def test_the_csv_log_has_a_row_per_trained_epoch_and_the_best_scores_at_the_last_step(tmp_path) -> None:
+    """96 sentences / 16 = 6 steps per epoch, 2 epochs: validation rows at steps 5 and 11 only (the scoring of the
+    selected checkpoint after training is no third epoch), and best/* at step 12, where training ended."""
+    import csv
+
+    run(compose_run(tmp_path / "r", "logger=csv", "method.length=4"))
+    rows = list(csv.DictReader((tmp_path / "r" / "csv" / "metrics.csv").open()))
+    validations = [(row["epoch"], row["step"]) for row in rows if row.get("val/f1")]
+    assert validations == [("0", "5"), ("1", "11")]
+    assert not any(row.get("test/f1") for row in rows)
+    (best,) = [row for row in rows if row.get("best/val/f1")]
+    assert best["step"] == "12" and best["best/test/f1"] != ""
