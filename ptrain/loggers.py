@@ -1,4 +1,4 @@
-"""Experiment loggers: W&B (offline unless a login is found), CSV, or none."""
+"""Experiment loggers: W&B (offline unless a login is found), CSV, none, or any Lightning logger by `_target_`."""
 
 from __future__ import annotations
 
@@ -86,7 +86,10 @@ def make_logger(cfg: Mapping[str, Any], run_dir: Path, run_name: str, config: di
     job type = the grid cell, so seeds of one (task, method, model) aggregate in the W&B UI. The W&B run id is
     `stable_run_id(run_dir)`, so a requeued job logs on in the run it started. Only rank 0 logs (Lightning's
     loggers are rank-zero), whatever the number of processes. A run resumed from a checkpoint of step
-    `resumed_step` keeps the CSV rows that checkpoint covers."""
+    `resumed_step` keeps the CSV rows that checkpoint covers. A config with a `_target_` is any Lightning logger
+    (ptrain/conf/logger/tensorboard.yaml), built as configured and given the run's config as hyperparameters."""
+    if cfg.get("_target_"):
+        return _target_logger(cfg, config)
     kind = cfg.get("name", "none")
     if kind == "none":
         return None
@@ -104,3 +107,16 @@ def make_logger(cfg: Mapping[str, Any], run_dir: Path, run_name: str, config: di
         logger.log_hyperparams(config)
         return logger
     raise ValueError(f"logger.name must be wandb, csv or none; got {kind!r}")
+
+
+def _target_logger(cfg: Mapping[str, Any], config: dict) -> Logger:
+    from hydra.utils import instantiate
+
+    try:
+        logger = instantiate(dict(cfg))
+    except Exception as error:  # Hydra wraps the class's own error (a missing package, an unknown key)
+        raise ValueError(f"logger ({cfg['_target_']}): {error.__cause__ or error}") from None
+    if not isinstance(logger, Logger):
+        raise ValueError(f"logger: {cfg['_target_']} is not a Lightning logger (lightning.pytorch.loggers.Logger)")
+    logger.log_hyperparams(config)
+    return logger

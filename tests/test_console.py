@@ -133,3 +133,21 @@ def test_the_csv_log_has_a_row_per_trained_epoch_and_the_best_scores_at_the_last
     assert not any(row.get("test/f1") for row in rows)
     (best,) = [row for row in rows if row.get("best/val/f1")]
     assert best["step"] == "12" and best["best/test/f1"] != ""
+
+
+def test_any_lightning_logger_by_its_target(tmp_path) -> None:
+    """A logger config with a `_target_` (here Lightning's plain CSVLogger, in its own folder) is built as
+    configured and gets the run's config and the per-epoch validation rows."""
+    import csv
+
+    out = tmp_path / "plain"
+    run(compose_run(tmp_path / "r", "logger=none", "+logger._target_=lightning.pytorch.loggers.CSVLogger",
+                    f"+logger.save_dir={out}", "logger.name=mine", "method.length=4"))
+    rows = list(csv.DictReader((out / "mine" / "version_0" / "metrics.csv").open()))
+    assert [row["epoch"] for row in rows if row.get("val/f1")] == ["0", "1"]
+    assert "seed: 42" in (out / "mine" / "version_0" / "hparams.yaml").read_text()
+
+
+def test_a_logger_target_that_does_not_build_is_an_error_naming_it(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"logger \(lightning.pytorch.loggers.TensorBoardLogger\): .*tensorboard"):
+        run(compose_run(tmp_path / "r", "logger=tensorboard", "method.length=4"))
