@@ -517,8 +517,44 @@ CONFIG_PATH = "pkg://ptrain.conf"
 def main(cfg: DictConfig) -> float | None:
     """`python train.py [overrides]` in a clone and `ptrain train [overrides]` anywhere ptrain is installed (see
     `main_with_args`). Returns the dev score of the main metric, for Hydra sweepers that optimise it."""
-    results = train(cfg)
+    try:
+        results = train(cfg)
+    except BaseException:
+        remove_if_nothing_ran(Path(cfg.run_dir))
+        raise
     return results["metrics"].get(f"val/{results['main_metric']}")
+
+
+#: what a run directory holds before anything trained: Hydra's config and log, ptrain's claim
+BEFORE_TRAINING = frozenset({".hydra", "train.log", CLAIM})
+
+
+def remove_if_nothing_ran(run_dir: Path) -> None:
+    """A run that failed before it trained (a bad value, a missing file) leaves no time-stamped folder holding only
+    Hydra's copy of its config and a log: the error is on the console (in a SLURM job, its error file). A folder
+    with anything else in it (checkpoints, results, a logger's files) is kept."""
+    import shutil
+
+    try:
+        names = {path.name for path in run_dir.iterdir()}
+    except OSError:
+        return
+    if not names <= BEFORE_TRAINING:
+        return
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # Hydra's file handler holds train.log open: close it, not the console's
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == run_dir.resolve():
+            root.removeHandler(handler)
+            handler.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    here = Path.cwd().resolve()
+    for parent in run_dir.resolve().parents:  # outputs/<task>/<method>/<model>/ that only this run made
+        if parent == here or here not in parent.parents:
+            break
+        try:
+            parent.rmdir()  # only if empty
+        except OSError:
+            break
 
 
 def main_with_args(argv: list[str]) -> None:

@@ -125,6 +125,23 @@ def test_of_many_processes_claiming_one_directory_at_once_exactly_one_gets_it(tm
         assert sorted(path.name for path in run_dir.iterdir()) == [".ptrain-claim"]  # no staged claim left
 
 
+def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path) -> None:
+    """A bad value found while building (not by the config check) used to leave outputs/.../<time>/ holding only
+    Hydra's .hydra/ and an empty train.log; a folder that holds anything else is another run's, and stays."""
+    other = tmp_path / "outputs" / "synthetic_ner" / "ptv2" / "tiny_bert" / "earlier"
+    other.mkdir(parents=True)
+    done = _train_py(tmp_path, *TINY_CLI, "method.length=-1")
+    assert done.returncode == 1 and "method.length=-1: method ptv2 needs a whole number" in done.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == [
+        Path("outputs"), Path("outputs/synthetic_ner"), Path("outputs/synthetic_ner/ptv2"),
+        Path("outputs/synthetic_ner/ptv2/tiny_bert"), Path("outputs/synthetic_ner/ptv2/tiny_bert/earlier")]
+
+
+def test_a_model_with_both_pretrained_and_config_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"model.pretrained=/x and model.config are both set: .*model.config=null"):
+        run(compose_run(tmp_path / "r", "model.pretrained=/x"))
+
+
 def test_a_refused_run_leaves_the_finished_runs_files_as_they_were(finished, tmp_path) -> None:
     """Hydra writes .hydra/ and train.log before the task function runs; the refusal comes before that."""
     run_dir = tmp_path / "finished"

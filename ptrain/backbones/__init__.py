@@ -82,6 +82,10 @@ def load_backbone(cfg: Mapping[str, Any]) -> tuple[Backbone, Any]:
     decoder, cross). Set by the caller: `shift_positions` (from the method) and `lm_head` (the task scores or
     generates tokens, so decoders and T5 are loaded with their LM head).
     """
+    if cfg.get("pretrained") and cfg.get("config"):  # one of them would be ignored without a word
+        raise ValueError(f"model.pretrained={cfg['pretrained']} and model.config are both set: config builds random "
+                         "weights, pretrained loads a checkpoint; set model.config=null to load the checkpoint, or "
+                         "model.pretrained=null for the random model")
     pretrained = resolve_path(cfg.get("pretrained"))
     tokenizer_name = resolve_path(cfg.get("tokenizer")) or pretrained
     if tokenizer_name is None:
