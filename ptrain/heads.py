@@ -97,13 +97,32 @@ class LMHead(nn.Module):
 LM_HEAD_KINDS = ("lm", "generate")
 
 
-def build_head(kind: str, hidden_size: int, num_labels: int, dropout: float, pooling: str) -> nn.Module:
+#: how a head's linear layer starts: torch's nn.Linear default, or as HF models start their task heads
+HEAD_INITS = ("torch", "normal")
+
+
+def build_head(kind: str, hidden_size: int, num_labels: int, dropout: float, pooling: str,
+               init: str = "torch", init_std: float = 0.02) -> nn.Module:
+    """`init="normal"`: weights N(0, init_std) and zero bias, as `BertForTokenClassification` and the other HF task
+    models start theirs (`init_std` = the backbone config's `initializer_range`); `"torch"`: nn.Linear's uniform
+    weights and non-zero bias."""
+    if init not in HEAD_INITS:
+        raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}; got {init!r}")
     if kind in ("sequence", "choice"):
-        return SequenceHead(hidden_size, 1 if kind == "choice" else num_labels, dropout, pooling)
-    if kind == "pair":
-        return PairHead(hidden_size, num_labels, dropout, pooling)
-    if kind == "token":
-        return TokenHead(hidden_size, num_labels, dropout)
+        head: nn.Module = SequenceHead(hidden_size, 1 if kind == "choice" else num_labels, dropout, pooling)
+    elif kind == "pair":
+        head = PairHead(hidden_size, num_labels, dropout, pooling)
+    elif kind == "token":
+        head = TokenHead(hidden_size, num_labels, dropout)
+    else:
+        head = None
+    if head is not None:
+        if init == "normal":
+            for layer in head.modules():
+                if isinstance(layer, nn.Linear):
+                    nn.init.normal_(layer.weight, 0.0, init_std)
+                    nn.init.zeros_(layer.bias)
+        return head
     if kind in LM_HEAD_KINDS:
         return LMHead(kind)
     raise ValueError(f"unknown head kind {kind!r}; expected sequence, choice, pair, token, lm or generate")

@@ -134,3 +134,23 @@ def test_grouped_batches_keep_each_tokens_loss_weight() -> None:
         task.loss(logits, {"labels": torch.zeros(32, words, dtype=torch.long)}).backward()
         grads.append(logits.grad[0, 0, 0].abs().item())
     assert grads[0] == pytest.approx(grads[1])
+
+
+def test_head_init_normal_starts_the_head_as_hf_task_models_do(tmp_path: Path) -> None:
+    """`head_init=normal`: N(0, initializer_range) weights and zero bias, as BertForTokenClassification (the plain
+    loop's head); `torch` keeps nn.Linear's uniform weights and non-zero bias."""
+    import torch
+    from _train_utils import compose_run
+
+    from ptrain.heads import build_head
+    from ptrain.train import build
+
+    torch.manual_seed(0)
+    normal = build_head("token", 384, 9, 0.1, "first", init="normal", init_std=0.02).classifier
+    default = build_head("token", 384, 9, 0.1, "first").classifier
+    assert torch.count_nonzero(normal.bias) == 0 and abs(normal.weight.std().item() - 0.02) < 0.001
+    assert torch.count_nonzero(default.bias) == 9 and default.weight.abs().max() <= 384 ** -0.5
+    _, model, _ = build(compose_run(tmp_path, "head_init=normal", "+model.config.initializer_range=0.05"))
+    assert abs(model.head.classifier.weight.std().item() - 0.05) < 0.005
+    with pytest.raises(ValueError, match="head_init must be one of torch, normal; got 'xavier'"):
+        build(compose_run(tmp_path, "head_init=xavier"))
