@@ -153,7 +153,7 @@ def _tokenizer_fingerprint(tokenizer: Any) -> str:
 
 class TaskDataModule(L.LightningDataModule):
     def __init__(self, task: Task, tokenizer: Any, batch_size: int = 32, eval_batch_size: int = 64,
-                 num_workers: int = 0, group_by_length: bool = True, cache: bool = True, seed: int = 0) -> None:
+                 num_workers: int = 0, group_by_length: bool = False, cache: bool = True, seed: int = 0) -> None:
         super().__init__()
         for key, value, least in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
                                   ("num_workers", num_workers, 0)):

@@ -153,7 +153,7 @@ class PromptTuningModule(L.LightningModule):
         optimizer = self._optimizer(params)
         if self.optim.get("scheduler"):
             return self._custom_scheduler(optimizer)
-        schedule = self.optim.get("schedule", "linear")
+        schedule = self.optim.get("schedule", "constant")
         if schedule == "constant":
             return optimizer
         if schedule == "exponential":

@@ -38,7 +38,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
     prompt = build_prompt(method, backbone, tokenizer)
     pooling = task.pooling or backbone.default_pooling
     head = build_head(task.head_kind, backbone.geometry.hidden_size, task.num_labels,
-                      float(cfg.get("head_dropout", 0.1)), pooling, init=str(cfg.get("head_init", "torch")),
+                      float(cfg.get("head_dropout", 0.1)), pooling, init=str(cfg.get("head_init", "normal")),
                       init_std=float(getattr(backbone.model.config, "initializer_range", 0.02)))
     model = PromptedModel(backbone, head, prompt, train_backbone=trains_backbone(method),
                           backbone_dropout=bool(method.get("backbone_dropout", True)))
