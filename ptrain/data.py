@@ -136,6 +136,11 @@ def feature_length(feature: dict) -> int:
     return len(ids)
 
 
+def labelled_positions(features: list[dict]) -> int:
+    """Labelled token positions (label != -100) over features whose `labels` are one list per feature."""
+    return sum(sum(1 for label in f["labels"] if label != -100) for f in features)
+
+
 def _tokenizer_fingerprint(tokenizer: Any) -> str:
     """What decides the ids: the tokenizer's class, sides, settings (do_lower_case, add_prefix_space...) and, for
     fast tokenizers, its whole vocabulary and pipeline (a local tokenizer folder edited in place changes it)."""
@@ -165,6 +170,9 @@ class TaskDataModule(L.LightningDataModule):
         self.features: dict[str, list[dict] | None] = {}
         self.train_sampler: LengthGroupedBatches | None = None
         self.resume_at: tuple[int, int] = (-1, 0)  # (epoch, batches done), set when resuming mid-epoch
+        #: with length-grouped batches and a per-token loss: the training split's mean labelled positions per batch,
+        #: the loss's fixed divisor (Task.loss), so grouping changes the padding and not the objective
+        self.tokens_per_batch: float | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.features:
@@ -278,6 +286,8 @@ class TaskDataModule(L.LightningDataModule):
         if train:
             self.train_sampler = LengthGroupedBatches([feature_length(f) for f in features], self.batch_size,
                                                       self.seed, group=self.group_by_length)
+            if self.group_by_length and self.task.token_loss:
+                self.tokens_per_batch = labelled_positions(features) / -(-len(features) // self.batch_size)
             if self.resume_at[0] >= 0:  # restoring: Lightning iterates before it calls set_epoch
                 self.train_sampler.resume_at = self.resume_at
                 self.train_sampler.epoch = self.resume_at[0]

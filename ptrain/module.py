@@ -78,7 +78,13 @@ class PromptTuningModule(L.LightningModule):
 
     # ---- steps ----------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.task.loss(self(batch), batch)
+        # Length-grouped batches and a per-token loss: the data module gives the loss a fixed divisor, so a batch of
+        # short sentences does not weigh its tokens more (Task.loss; None otherwise: the batch mean).
+        tokens_per_batch = getattr(getattr(self.trainer, "datamodule", None), "tokens_per_batch", None)
+        if tokens_per_batch:
+            loss = self.task.loss(self(batch), batch, tokens_per_batch=tokens_per_batch)
+        else:
+            loss = self.task.loss(self(batch), batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         return loss
 

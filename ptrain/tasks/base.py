@@ -34,6 +34,9 @@ class Task:
     meta_keys: tuple[str, ...] = ()
     #: rows sharing this field stay on one side of a `train_from_validation` split (None: rows split alone)
     split_group: str | None = None
+    #: the loss is over labelled token positions (`labels` a list per feature: NER, SRL, generation targets), so
+    #: batches hold different numbers of them; `loss(..., tokens_per_batch=n)` then weighs every token alike
+    token_loss: bool = False
 
     def __init__(self, name: str, data_dir: str | None = None, max_length: int = 128,
                  hub: dict | None = None, files: dict[str, str] | None = None,
@@ -200,9 +203,20 @@ class Task:
                 batch[key] = [f[key] for f in features]
         return batch
 
-    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        labels = batch["labels"]
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor],
+             tokens_per_batch: float | None = None) -> torch.Tensor:
+        """Cross-entropy over the labelled positions (-100 is ignored): their mean in this batch, or, given
+        `tokens_per_batch` (the training split's mean labelled positions per batch), their sum divided by it.
+
+        The batch mean gives each token 1/(the batch's count): with length-grouped batches a batch of one-word
+        headlines then weighs as much as a batch of 30-word sentences, and the short sentences' tokens get several
+        times their share of the objective (benchmarks/README.md, issue 15). A fixed divisor keeps every token's
+        weight the same whatever batch it lands in, and equals the batch mean on average over shuffled batches.
+        """
+        flat_logits, flat_labels = logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1)
+        if tokens_per_batch is None:
+            return F.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
+        return F.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="sum") / tokens_per_batch
 
     def predictions(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(-1)

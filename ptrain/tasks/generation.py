@@ -28,6 +28,7 @@ FORMATS = ("csv", "jsonl", "hub")
 
 class GenerationTask(Task):
     head_kind = "generate"
+    token_loss = True
     meta_keys = ("references",)
 
     def __init__(self, name: str, data_dir: str | None = None, max_length: int = 128, max_target_length: int = 64,

@@ -34,6 +34,7 @@ class SRLTask(Task):
 
     head_kind = "token"
     main_metric = "f1"
+    token_loss = True
     meta_keys = ("subset",)
 
     def __init__(self, name: str = "conll05", data_dir: str | None = None, max_length: int = 128,

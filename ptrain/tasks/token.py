@@ -24,6 +24,7 @@ class NERTask(Task):
 
     head_kind = "token"
     main_metric = "f1"
+    token_loss = True
 
     def __init__(self, name: str = "ner", data_dir: str | None = None, max_length: int = 128,
                  hub: dict | None = None, files: dict[str, str] | None = None,
