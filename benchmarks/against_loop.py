@@ -12,9 +12,12 @@ that epoch's checkpoint). Ablation cells are ptrain runs that put back one old d
     python benchmarks/against_loop.py --tasks conll03 --seeds 1 2 3 --readme
     python benchmarks/against_loop.py --render --readme     # only rebuild the table from the finished cells
 
-A finished cell leaves `<work>/<task>/<side>-<method>-s<seed>.json` and is not run again (delete it to rerun);
-a failed one leaves its log beside it and is reported. `--jobs 2 --threads 1` (the default) runs two single-threaded
-cells at once: on the 2-core CI machine that trains about 1.5x more cells per hour than one two-threaded cell.
+A finished cell leaves `benchmarks/results/against_loop/<task>/<side>-<method>-s<seed>.json` (committed: the
+score, the command that produced it, its wall time and the package versions) and is not run again (delete it to
+rerun), so the grid resumes in any clone and the table is rebuilt from the repository alone. The runs themselves
+(checkpoints, logs) go under `--work`; a failed cell leaves its log there and is reported. `--jobs 2 --threads 1`
+(the default) runs two single-threaded cells at once: on the 2-core CI machine that trains about 1.5x more cells
+per hour than one two-threaded cell.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from benchmarks._markdown import README, replace_section, table  # noqa: E402
 
 SECTION = "against-loop"
 SHARED = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results" / "against_loop"
 
 
 @dataclass(frozen=True)
@@ -125,45 +129,59 @@ def cells(tasks: list[str], seeds: list[int], ablations: bool, methods: list[str
     return out
 
 
-def result_path(work: Path, cell: Cell) -> Path:
-    return work / cell.task / f"{cell.name}.json"
+def result_path(results: Path, cell: Cell) -> Path:
+    return results / cell.task / f"{cell.name}.json"
 
 
-def run_cell(work: Path, cell: Cell, threads: int) -> str:
+def run_cell(work: Path, results: Path, cell: Cell, threads: int) -> str:
     """Run one cell unless its result exists; the result JSON is written only once the run finished."""
-    out = result_path(work, cell)
+    out = result_path(results, cell)
     if out.exists():
-        return f"have  {out.relative_to(work)}"
+        return f"have  {out.relative_to(results)}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    run_dir = out.with_suffix("")
-    log = out.with_suffix(".log")
+    base = work / cell.task / cell.name
+    base.parent.mkdir(parents=True, exist_ok=True)
+    run_dir, log, loop_json = base, base.with_suffix(".log"), base.with_suffix(".loop.json")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    command = cell.command(run_dir, loop_json)
     t0 = time.time()
     with log.open("w") as fh:
-        rc = subprocess.call(cell.command(run_dir, out.with_suffix(".loop.json")), cwd=ROOT, env=env,
-                             stdout=fh, stderr=subprocess.STDOUT)
+        rc = subprocess.call(command, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     if rc != 0:
         return f"FAILED (rc {rc}) {cell.name}: see {log}"
-    score = read_score(cell, out.with_suffix(".loop.json"), run_dir)
+    score, per_epoch = read_score(cell, loop_json, run_dir)
+    record = {"task": cell.task, "side": cell.side, "method": cell.method, "seed": cell.seed,
+              "overrides": cell.overrides, "row": cell.row, "dev": score, "dev_per_epoch": per_epoch,
+              "wall_s": round(time.time() - t0, 1), "threads": threads, "versions": _versions(),
+              "date": time.strftime("%Y-%m-%d"), "command": _shown(command)}
     tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"task": cell.task, "side": cell.side, "method": cell.method, "seed": cell.seed,
-                               "overrides": cell.overrides, "row": cell.row, "dev": score,
-                               "wall_s": round(time.time() - t0, 1)}) + "\n")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(out)
-    return f"done  {out.relative_to(work)}: {score:.4f} in {time.time() - t0:.0f} s"
+    return f"done  {out.relative_to(results)}: {score:.4f} in {time.time() - t0:.0f} s"
 
 
-def read_score(cell: Cell, loop_json: Path, run_dir: Path) -> float:
-    """The best epoch's dev score: the loop's `dev_best`, ptrain's results.json `metrics["val/<metric>"]`."""
+def _shown(command: list[str]) -> str:
+    """The cell's command as one would type it from the repository root (paths relative where they can be)."""
+    def rel(arg: str) -> str:
+        if arg == sys.executable:
+            return "python"
+        return arg.replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../")
+    return " ".join(rel(a) for a in command)
+
+
+def read_score(cell: Cell, loop_json: Path, run_dir: Path) -> tuple[float, list[float] | None]:
+    """The best epoch's dev score (the loop's `dev_best`, ptrain's results.json `metrics["val/<metric>"]`) and, for
+    the loop, every epoch's."""
     if cell.side == "loop":
-        return float(json.loads(loop_json.read_text())["dev_best"])
+        got = json.loads(loop_json.read_text())
+        return float(got["dev_best"]), got["dev_per_epoch"]
     metrics = json.loads((run_dir / "results.json").read_text())["metrics"]
-    return float(metrics[f"val/{BUDGETS[cell.task].metric}"])
+    return float(metrics[f"val/{BUDGETS[cell.task].metric}"]), None
 
 
-def load(work: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(work.glob("*/*.json")) if not p.name.endswith(".loop.json")]
+def load(results: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(results.glob("*/*.json"))]
 
 
 def _stats(values: list[float]) -> str:
@@ -201,11 +219,23 @@ def render(results: list[dict]) -> str:
                     delta = [got[s] - base[s] for s in got if s in base]
                     ablation_rows.append([task, f"`{method}` {row}", _stats(list(got.values())),
                                           f"{100 * statistics.mean(delta):+.1f}" if delta else "—"])
+    gaps = []
+    for task in BUDGETS:
+        base = by.get((task, "ptrain", "finetune", ""), {})
+        for _, method in PAIRS[1:]:
+            got = by.get((task, "ptrain", method, ""), {})
+            common = sorted(set(base) & set(got))
+            if common:
+                delta = statistics.mean(got[s] - base[s] for s in common)
+                gaps.append(f"{task} `{method}` {100 * delta:+.1f}")
     versions = _versions()
     text = (f"`python benchmarks/against_loop.py --readme` · MiniLM · batch 32 · best epoch on dev · {versions} · "
             f"{time.strftime('%Y-%m-%d %H:%M')}\n\n")
     text += table(["task", "method (loop vs ptrain)", "plain loop", "ptrain (defaults)", "ptrain − loop"], rows,
                   "llrrr")
+    if gaps:
+        text += ("\n\nptrain's own gap to its fine-tuning (dev points, same seeds; the paper's finding is ptv2 "
+                 "close to 0): " + "; ".join(gaps) + ".")
     if ablation_rows:
         text += "\n\nAblations (ptrain at its defaults but one old default put back; seed as given; Δ against the "
         text += "same seed at the defaults):\n\n"
@@ -230,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ablations", action="store_true", help="skip the ablation cells")
     parser.add_argument("--jobs", type=int, default=2, help="cells run at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per cell")
-    parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "against-loop")
+    parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "against-loop",
+                        help="where the runs go (checkpoints, logs; not kept)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="one JSON per finished cell (committed)")
     parser.add_argument("--render", action="store_true", help="run nothing; print the table of finished cells")
     parser.add_argument("--readme", action="store_true", help="also write the table into benchmarks/README.md")
     args = parser.parse_args(argv)
@@ -238,12 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         todo = [c for c in cells(args.tasks, args.seeds, not args.no_ablations, args.methods) if c.side in args.sides]
         failed = 0
         with ThreadPoolExecutor(args.jobs) as pool:
-            for line in pool.map(lambda c: run_cell(args.work, c, args.threads), todo):
+            for line in pool.map(lambda c: run_cell(args.work, args.results, c, args.threads), todo):
                 print(line, flush=True)
                 failed += line.startswith("FAILED")
         if failed:
             print(f"{failed} cell(s) failed; the table below leaves them out", file=sys.stderr)
-    body = render(load(args.work))
+    body = render(load(args.results))
     print(body)
     if args.readme:
         replace_section(README, SECTION, body, heading="Against a plain training loop: the table")
