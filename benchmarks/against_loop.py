@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", choices=[m for _, m in PAIRS], default=None,
                         help="only these ptrain methods (and their loop pairs); default all")
     parser.add_argument("--no-ablations", action="store_true", help="skip the ablation cells")
+    parser.add_argument("--rows", nargs="+", default=None, metavar="WORD",
+                        help="only the ablation rows whose name holds one of these words (e.g. dropout)")
     parser.add_argument("--jobs", type=int, default=2, help="cells run at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per cell")
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "against-loop",
@@ -267,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", action="store_true", help="also write the table into benchmarks/README.md")
     args = parser.parse_args(argv)
     if not args.render:
-        todo = [c for c in cells(args.tasks, args.seeds, not args.no_ablations, args.methods) if c.side in args.sides]
+        todo = [c for c in cells(args.tasks, args.seeds, not args.no_ablations, args.methods) if c.side in args.sides
+                and (c.side != "ablation" or not args.rows or any(w in c.row for w in args.rows))]
         failed = 0
         with ThreadPoolExecutor(args.jobs) as pool:
             for line in pool.map(lambda c: run_cell(args.work, args.results, c, args.threads), todo):
