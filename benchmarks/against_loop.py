@@ -69,7 +69,8 @@ ABLATIONS = {
              "method.lr=1e-2"],
         "+ length-grouped batches": ["data.group_by_length=true"],
         "+ linear decay to 0": ["optim.schedule=linear"],
-        "loop's dropout: none on the prefix, torch masks": ["method.dropout=0.0", "model.dropout_impl=torch"],
+        "no dropout on the prefix (PEFT's; the official code's is 0.1)": ["method.dropout=0.0"],
+        "torch's dropout masks on CPU (not ptrain's fast ones)": ["model.dropout_impl=torch"],
     },
     "finetune": {
         "old defaults (linear decay, wd 0, grouped batches, torch head init)":
