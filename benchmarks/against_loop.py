@@ -238,8 +238,9 @@ def render(results: list[dict]) -> str:
         text += ("\n\nptrain's own gap to its fine-tuning (dev points, same seeds; the paper's finding is ptv2 "
                  "close to 0): " + "; ".join(gaps) + ".")
     if ablation_rows:
-        text += "\n\nAblations (ptrain at its defaults but one old default put back; seed as given; Δ against the "
-        text += "same seed at the defaults):\n\n"
+        text += ("\n\nAblations (ptrain at its defaults with the one change named: an old default put back, or the "
+                 "loop's setting where the two differ; each seed's Δ is against the same seed at the defaults, "
+                 "then averaged):\n\n")
         text += table(["task", "run", "dev", "Δ"], ablation_rows, "llrr")
     return text
 
