@@ -72,6 +72,10 @@ ABLATIONS = {
         "no dropout on the prefix (PEFT's; the official code's is 0.1)": ["method.dropout=0.0"],
         "torch's dropout masks on CPU (not ptrain's fast ones)": ["model.dropout_impl=torch"],
     },
+    "prompt": {
+        "random init, U(-0.5, 0.5) (ptrain's default samples word embeddings; PEFT's RANDOM is N(0, 1))":
+            ["method.init=random"],
+    },
     "finetune": {
         "old defaults (linear decay, wd 0, grouped batches, torch head init)":
             ["optim.schedule=linear", "optim.weight_decay=0.0", "data.group_by_length=true", "head_init=torch"],
