@@ -211,7 +211,7 @@ class Task:
         The batch mean gives each token 1/(the batch's count): with length-grouped batches a batch of one-word
         headlines then weighs as much as a batch of 30-word sentences, and the short sentences' tokens get several
         times their share of the objective (benchmarks/README.md, issue 15). A fixed divisor keeps every token's
-        weight the same whatever batch it lands in, and equals the batch mean on average over shuffled batches.
+        weight the same whatever batch it lands in; over shuffled batches it stays close to the batch mean.
         """
         flat_logits, flat_labels = logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1)
         if tokens_per_batch is None:
