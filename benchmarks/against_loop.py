@@ -138,15 +138,21 @@ def result_path(results: Path, cell: Cell) -> Path:
     return results / cell.task / f"{cell.name}.json"
 
 
+def run_paths(work: Path, cell: Cell) -> tuple[Path, Path, Path]:
+    """The cell's run directory, log and loop result. Names hold dots (`method.lr_0.01`): the suffixes are added to
+    them, never put in with `with_suffix`, which cuts at the last dot (two rows' logs would be one file)."""
+    base = work / cell.task / cell.name
+    return base, base.parent / f"{base.name}.log", base.parent / f"{base.name}.loop.json"
+
+
 def run_cell(work: Path, results: Path, cell: Cell, threads: int) -> str:
     """Run one cell unless its result exists; the result JSON is written only once the run finished."""
     out = result_path(results, cell)
     if out.exists():
         return f"have  {out.relative_to(results)}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    base = work / cell.task / cell.name
-    base.parent.mkdir(parents=True, exist_ok=True)
-    run_dir, log, loop_json = base, base.with_suffix(".log"), base.with_suffix(".loop.json")
+    run_dir, log, loop_json = run_paths(work, cell)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     command = cell.command(run_dir, loop_json)
@@ -160,7 +166,7 @@ def run_cell(work: Path, results: Path, cell: Cell, threads: int) -> str:
               "overrides": cell.overrides, "row": cell.row, "dev": score, "dev_per_epoch": per_epoch,
               "wall_s": round(time.time() - t0, 1), "threads": threads, "versions": _versions(),
               "date": time.strftime("%Y-%m-%d"), "command": _shown(command)}
-    tmp = out.with_suffix(".json.tmp")
+    tmp = out.parent / f"{out.name}.tmp"
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(out)
     return f"done  {out.relative_to(results)}: {score:.4f} in {time.time() - t0:.0f} s"

@@ -311,3 +311,13 @@ def test_against_loop_table_means_gaps_and_ablation_deltas() -> None:
         "data.group_by_length=true" and "hydra.run.dir=/r" in cmd
     loop = al.Cell("rte", "loop", "prompt", 1).command(Path("/r"), Path("/o.json"))
     assert loop[loop.index("--epochs") + 1] == "5" and "--max-train-examples" not in loop
+
+
+def test_against_loop_cells_with_dotted_overrides_keep_their_own_logs() -> None:
+    """Two ablation rows whose names differ only after a dot (`method.lr_0.01`, `method.lr_0.02`) write two logs."""
+    from benchmarks import against_loop as al
+
+    a = al.run_paths(Path("/w"), al.Cell("conll03", "ablation", "ptv2", 1, ["method.lr=0.01"]))
+    b = al.run_paths(Path("/w"), al.Cell("conll03", "ablation", "ptv2", 1, ["method.lr=0.02"]))
+    assert a[1] != b[1] and a[1].name == "ablation-ptv2-s1-method.lr_0.01.log"
+    assert a[2].name == "ablation-ptv2-s1-method.lr_0.01.loop.json"
